@@ -1,0 +1,234 @@
+"""The reference interpreter: runs any IR graph with NumPy, one op at a time, through the registry's
+`ref` functions. It is the oracle every pass and backend is tested against. `float64=True` runs
+every float tensor in float64 (the tolerance policy compares against that)."""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import sympy
+
+from ..errors import PnetError, ShapeError
+from ..ir import registry
+from ..ir.graph import Graph, Param
+from ..ir.types import DTYPES, concrete, is_float, sym
+
+DEFAULT_DIM = 4
+DEFAULT_DIMS = {"B": 2}
+
+
+# ---- symbolic dims -------------------------------------------------------------------------------
+def bind_dims(graph: Graph, inputs: dict[str, np.ndarray] | None = None, dims: dict | None = None) -> dict[str, int]:
+    """Sizes of the symbolic dims: from the given arrays' shapes, then `dims`, then small defaults."""
+    bound = {k: int(v) for k, v in (dims or {}).items()}
+    for name, v in graph.inputs:
+        if inputs is None or name not in inputs:
+            continue
+        arr = np.asarray(inputs[name])
+        if arr.ndim != v.type.rank:
+            raise ShapeError(f"input '{name}' should have rank {v.type.rank} ({v.type}), got shape {list(arr.shape)}")
+        for d, n in zip(v.type.shape, arr.shape):
+            if d.is_Symbol:
+                if d.name in bound and bound[d.name] != n:
+                    raise ShapeError(f"input '{name}' has shape {list(arr.shape)}: dim {d} is {n} here but {bound[d.name]} elsewhere")
+                bound[d.name] = int(n)
+    for s in symbols(graph):
+        bound.setdefault(s, graph.dims.get(s, DEFAULT_DIMS.get(s, DEFAULT_DIM)))
+    for name, v in graph.inputs:
+        if inputs is not None and name in inputs:
+            want = [concrete(d, bound) for d in v.type.shape]
+            if list(np.shape(inputs[name])) != want:
+                raise ShapeError(f"input '{name}' should have shape {want} ({v.type}), got {list(np.shape(inputs[name]))}")
+    return bound
+
+
+def symbols(graph: Graph) -> list[str]:
+    names = []
+    for _, v in graph.inputs:
+        for d in v.type.shape:
+            for s in sorted(d.free_symbols, key=str):
+                if s.name not in names:
+                    names.append(s.name)
+    return names
+
+
+def concretize(v, bindings):
+    """Replace sympy dims inside attribute values with ints."""
+    if isinstance(v, sympy.Basic):
+        return concrete(v, bindings)
+    if isinstance(v, dict):
+        return {k: concretize(x, bindings) for k, x in v.items()}
+    if isinstance(v, list):
+        return [concretize(x, bindings) for x in v]
+    if isinstance(v, tuple):
+        return tuple(concretize(x, bindings) for x in v)
+    return v
+
+
+# ---- parameters ----------------------------------------------------------------------------------
+def fans(shape) -> tuple[int, int]:
+    """fan_in, fan_out: [in, out] for dense weights (x @ w); torch's rule for conv [out, in, k...]."""
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    k = int(np.prod(shape[2:]))
+    return shape[1] * k, shape[0] * k
+
+
+def init_param(p: Param, seed: int = 0) -> np.ndarray:
+    """Deterministic: the stream depends on the seed and the parameter's name, not on order."""
+    shape = tuple(int(d) for d in p.value.type.shape)
+    dtype = DTYPES[p.value.type.dtype]
+    rng = np.random.default_rng([seed, zlib.crc32(p.name.encode())])
+    args, kw = p.init.args, dict(p.init.kwargs)
+    fn = p.init.fn
+    fan_in, fan_out = fans(shape)
+    fan_in, fan_out = kw.get("fan_in", fan_in), kw.get("fan_out", fan_out)
+    if fn == "normal":
+        mean, std = (list(args) + [0.0, 1.0][len(args):])[:2]
+        out = rng.normal(kw.get("mean", mean), kw.get("std", std), shape)
+    elif fn == "trunc_normal":
+        mean, std = (list(args) + [0.0, 1.0][len(args):])[:2]
+        out = np.clip(rng.normal(0.0, 1.0, shape), -2, 2) * kw.get("std", std) + kw.get("mean", mean)
+    elif fn == "uniform":
+        low, high = (list(args) + [0.0, 1.0][len(args):])[:2]
+        out = rng.uniform(kw.get("low", low), kw.get("high", high), shape)
+    elif fn == "zeros":
+        out = np.zeros(shape)
+    elif fn == "ones":
+        out = np.ones(shape)
+    elif fn == "constant":
+        out = np.full(shape, args[0] if args else kw.get("value", 0.0))
+    elif fn == "kaiming":
+        gain = args[0] if args else np.sqrt(2.0)
+        out = rng.normal(0.0, gain / np.sqrt(max(fan_in, 1)), shape)
+    elif fn == "xavier":
+        gain = args[0] if args else 1.0
+        a = gain * np.sqrt(6.0 / max(fan_in + fan_out, 1))
+        out = rng.uniform(-a, a, shape)
+    elif fn == "orthogonal":
+        gain = args[0] if args else 1.0
+        rows, cols = (shape[0], int(np.prod(shape[1:]))) if len(shape) > 1 else (1, shape[0] if shape else 1)
+        q, r = np.linalg.qr(rng.normal(size=(max(rows, cols), min(rows, cols))))
+        q = q * np.sign(np.diag(r))
+        out = gain * (q if rows >= cols else q.T)[:rows, :cols].reshape(shape)
+    else:
+        raise PnetError(f"parameter {p.name}: unknown initializer '{fn}'", p.loc)
+    return np.asarray(out).astype(dtype)
+
+
+def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    return {p.name: init_param(p, seed) for p in graph.params}
+
+
+# ---- inputs --------------------------------------------------------------------------------------
+def random_inputs(graph: Graph, seed: int = 0, dims: dict | None = None) -> dict[str, np.ndarray]:
+    """Seeded inputs: normal floats; integer inputs in the range their consumers index (e.g. a vocab)."""
+    bindings = bind_dims(graph, None, dims)
+    rng = np.random.default_rng([seed, 1])
+    out = {}
+    for name, v in graph.inputs:
+        shape = tuple(concrete(d, bindings) for d in v.type.shape)
+        if is_float(v.type.dtype):
+            out[name] = rng.standard_normal(shape).astype(DTYPES[v.type.dtype])
+        elif v.type.dtype == "bool":
+            out[name] = rng.random(shape) < 0.5
+        else:
+            out[name] = rng.integers(0, index_bound(graph, v, bindings), shape).astype(DTYPES[v.type.dtype])
+    return out
+
+
+def index_bound(graph: Graph, value, bindings) -> int:
+    """The exclusive upper bound for an integer input: the size it indexes into, else 2."""
+    bounds = []
+    for n in graph.walk():
+        for i, v in enumerate(n.inputs):
+            if v is not value:
+                continue
+            a = n.attrs
+            if n.op in ("take", "gather") and i == 1:
+                bounds.append(n.inputs[0].type.shape[a.get("axis", 0)])
+            elif n.op == "embedding" and i == 1:
+                bounds.append(n.inputs[0].type.shape[0])
+            elif n.op == "one_hot":
+                bounds.append(a["depth"])
+            elif n.op.startswith("segment_") and i == 1:
+                bounds.append(a["num_segments"])
+            elif n.op == "scatter_add" and i == 1:
+                bounds.append(n.inputs[0].type.shape[a.get("axis", 0)])
+    if not bounds:
+        return 2
+    return max(1, min(concrete(sympy.sympify(b), bindings) for b in bounds))
+
+
+# ---- execution -----------------------------------------------------------------------------------
+def run(graph: Graph, inputs: dict[str, np.ndarray] | None = None, params: dict[str, np.ndarray] | None = None,
+        *, seed: int = 0, float64: bool = False, dims: dict | None = None) -> dict[str, np.ndarray]:
+    """Run the model. Missing inputs/params are drawn from `seed`. Returns outputs by name."""
+    inputs = dict(inputs) if inputs is not None else random_inputs(graph, seed, dims)
+    missing = [n for n, _ in graph.inputs if n not in inputs]
+    if missing:
+        raise PnetError(f"missing input{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    bindings = bind_dims(graph, inputs, dims)
+    params = params if params is not None else init_params(graph, seed)
+    env_in = []
+    for name, v in graph.inputs:
+        env_in.append(_as_dtype(np.asarray(inputs[name]), v.type.dtype, float64))
+    for p in graph.params:
+        if p.name not in params:
+            raise PnetError(f"missing parameter '{p.name}'")
+        env_in.append(_as_dtype(np.asarray(params[p.name]), p.value.type.dtype, float64))
+    values = [v for _, v in graph.inputs] + [p.value for p in graph.params]
+    outs = evaluate(graph, dict(zip(values, env_in)), bindings, float64)
+    return {name: out for (name, _), out in zip(graph.outputs, outs)}
+
+
+def _as_dtype(arr, dtype, float64):
+    if is_float(dtype):
+        return arr.astype(np.float64 if float64 else DTYPES[dtype], copy=False)
+    return arr.astype(DTYPES[dtype], copy=False)
+
+
+def evaluate(graph: Graph, env: dict, bindings: dict, float64: bool = False) -> list[np.ndarray]:
+    env = dict(env)
+    for node in graph.nodes:
+        args = [env[v] if v is not None else None for v in node.inputs]
+        if node.op == "scan":
+            results = _scan(node, args, bindings, float64)
+        else:
+            opdef = registry.get(node.op)
+            attrs = concretize(node.attrs, bindings)
+            if float64 and "dtype" in attrs and is_float(attrs["dtype"]):
+                attrs["dtype"] = "f64"
+            with np.errstate(all="ignore"):
+                out = opdef.ref(*args, **attrs)
+            results = list(out) if isinstance(out, tuple) else [out]
+        for v, r in zip(node.outputs, results):
+            env[v] = _as_dtype(np.asarray(r), v.type.dtype, float64)
+    return [env[v] for _, v in graph.outputs]
+
+
+def _scan(node, args, bindings, float64):
+    k, s = node.attrs["n_carries"], node.attrs["n_seqs"]
+    axes, out_axis = node.attrs["axes"], node.attrs["out_axis"]
+    carries, seqs, captured = args[:k], args[k:k + s], args[k + s:]
+    length = concrete(sympy.sympify(node.attrs["length"]), bindings)
+    body = node.body
+    ys = []
+    for t in range(length):
+        slices = [np.take(seq, t, axis=ax) for seq, ax in zip(seqs, axes)]
+        env = dict(zip([v for _, v in body.inputs], carries + slices + captured))
+        outs = evaluate(body, env, bindings, float64)
+        carries = outs[:k]
+        ys.append(outs[k:])
+    stacked = []
+    for i, (_, v) in enumerate(body.outputs[k:]):
+        if length:
+            stacked.append(np.stack([y[i] for y in ys], axis=out_axis))
+        else:
+            shape = [concrete(d, bindings) for d in node.outputs[k + i].type.shape]
+            stacked.append(np.zeros(shape, dtype=np.float64 if float64 else DTYPES[v.type.dtype]))
+    return carries + stacked

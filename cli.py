@@ -1,0 +1,262 @@
+"""The `pnet` command line. Exit codes: 0 ok, 1 a check failed, 2 usage or input error."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import PnetError, UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other pnet error
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _sets(pairs) -> dict:
+    out = {}
+    for item in pairs or []:
+        if "=" not in item:
+            raise UsageError(f"--set {item}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        k = k.strip()
+        if not k.isidentifier():
+            raise UsageError(f"--set {item}: '{k}' is not a name")
+        out[k] = v.strip()
+    return out
+
+
+def _load(args):
+    from .dsl.compile import load_file
+    from .ir.types import sym
+    overrides = _sets(args.set)
+    el = None
+    # dims given with --set must be integers; hyperparameters are coerced by their declared type
+    result = load_file(args.file, getattr(args, "model", None), overrides)
+    graph = result.graph
+    dims_in_graph = {s.name for _, v in graph.inputs for d in v.type.shape for s in d.free_symbols}
+    for k, v in overrides.items():
+        if k in result.hyper:
+            continue
+        if k not in dims_in_graph:
+            raise UsageError(f"--set {k}={v}: model '{graph.name}' has no hyperparameter or dim named '{k}' "
+                             f"(hyperparameters: {', '.join(result.hyper) or 'none'}; dims: {', '.join(sorted(dims_in_graph)) or 'none'})")
+        try:
+            graph.dims[k] = int(v)
+        except ValueError:
+            raise UsageError(f"--set {k}={v}: dim '{k}' needs a positive integer") from None
+        if graph.dims[k] <= 0:
+            raise UsageError(f"--set {k}={v}: dim '{k}' needs a positive integer")
+    return result
+
+
+def _passes(graph, args):
+    from .passes.manager import run_passes
+    spec = getattr(args, "passes", None) or "cleanup"
+    return run_passes(graph, spec, stop_after=getattr(args, "after", None))
+
+
+def _tensor_info(name, v):
+    return {"name": name, "dtype": v.type.dtype, "shape": [str(d) for d in v.type.shape]}
+
+
+def cmd_check(args) -> int:
+    from .backends.numpy_ref import bind_dims
+    from .ir.analysis import at, flops, param_bytes, param_count
+    result = _load(args)
+    g = _passes(result.graph, args)
+    dims = bind_dims(g)
+    f = flops(g)
+    info = {
+        "model": g.name,
+        "inputs": [_tensor_info(n, v) for n, v in g.inputs],
+        "outputs": [_tensor_info(n, v) for n, v in g.outputs],
+        "params": param_count(g),
+        "param_bytes": param_bytes(g),
+        "flops": at(f, dims),
+        "flops_expr": str(f),
+        "dims": dims,
+        "hyperparameters": {k: (v if isinstance(v, (int, float, bool, str)) else str(v)) for k, v in result.hyper.items()},
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    print(f"model {g.name}: ok")
+    for n, v in g.inputs:
+        print(f"  input  {n}: {v.type}")
+    for n, v in g.outputs:
+        print(f"  output {n}: {v.type}")
+    print(f"  params {info['params']:,} ({info['param_bytes']:,} bytes)")
+    dim_text = ", ".join(f"{k}={v}" for k, v in dims.items())
+    print(f"  flops  {info['flops']:,}" + (f" at {dim_text} ({f})" if dims else ""))
+    return EXIT_OK
+
+
+def cmd_show(args) -> int:
+    from .ir.text import print_graph
+    result = _load(args)
+    g = _passes(result.graph, args)
+    if args.params:
+        rows = [{"name": p.name, "shape": [str(d) for d in p.value.type.shape], "dtype": p.value.type.dtype,
+                 "init": str(p.init)} for p in g.params]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            width = max((len(r["name"]) for r in rows), default=4)
+            for r in rows:
+                print(f"{r['name']:<{width}}  {r['dtype']}[{', '.join(r['shape'])}]  {r['init']}")
+        return EXIT_OK
+    if args.json:
+        print(json.dumps({"model": g.name, "ir": print_graph(g)}, indent=2))
+    else:
+        sys.stdout.write(print_graph(g))
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from .backends import numpy_ref
+    from .weights import load_inputs, load_params, save_params
+    if args.backend != "numpy":
+        raise UsageError(f"-b {args.backend}: unknown backend (available: numpy)")
+    result = _load(args)
+    g = _passes(result.graph, args)
+    inputs = load_inputs(args.inputs, g) if args.inputs else numpy_ref.random_inputs(g, args.seed)
+    params = load_params(args.params, g) if args.params else numpy_ref.init_params(g, args.seed)
+    outputs = numpy_ref.run(g, inputs, params, float64=args.float64)
+    out_path = Path(args.output)
+    tmp = out_path.with_name(out_path.name + ".tmp.npz")
+    np.savez(tmp, **outputs)
+    tmp.replace(out_path if out_path.suffix == ".npz" else out_path)  # written whole, then moved into place
+    if args.save_params:
+        save_params(args.save_params, params)
+    for k, v in outputs.items():
+        finite = bool(np.all(np.isfinite(v))) if v.dtype.kind == "f" else True
+        print(f"{k}: {v.dtype}{list(v.shape)} mean={float(np.mean(v)):.6g} std={float(np.std(v)):.6g}" + ("" if finite else " (NOT FINITE)"))
+    print(f"wrote {out_path}")
+    return EXIT_OK
+
+
+def cmd_fmt(args) -> int:
+    from .dsl.fmt import format_source
+    path = Path(args.file)
+    try:
+        src = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {path}: {e}") from None
+    out = format_source(src, str(path))
+    if args.check:
+        if out != src:
+            print(f"{path}: would reformat", file=sys.stderr)
+            return EXIT_FAILED
+        return EXIT_OK
+    if args.write:
+        if out != src:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(out, encoding="utf-8")
+            tmp.replace(path)
+        return EXIT_OK
+    sys.stdout.write(out)
+    return EXIT_OK
+
+
+def cmd_stdlib(args) -> int:
+    from .dsl import stdlib
+    if args.action == "path":
+        if not args.name:
+            raise UsageError("pnet stdlib path NAME: give a model name")
+        print(stdlib.find(args.name).path)
+        return EXIT_OK
+    rows = stdlib.entries()
+    if args.json:
+        print(json.dumps([{"name": e.name, "path": str(e.path), "kind": e.kind, "paper": e.paper, "seed": e.seed} for e in rows], indent=2))
+        return EXIT_OK
+    width = max((len(e.name) for e in rows), default=4)
+    for e in rows:
+        extra = f"  {e.seed:<8}  {e.paper}" if e.paper else ""
+        print(f"{e.name:<{width}}  {e.kind:<9}{extra}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="pnet", description="A compiler for neural networks written as text.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    def model_args(sp):
+        sp.add_argument("file", help="a .pnet file")
+        sp.add_argument("--model", help="which model in the file (default: the first)")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter or bind a symbolic dim")
+        sp.add_argument("--passes", metavar="SPEC", help="pass pipeline: 'cleanup' (default), 'none', or a list like fold,cse,dce")
+
+    sp = sub.add_parser("check", help="parse and shape-check; print inputs, outputs, params, FLOPs")
+    model_args(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_check)
+
+    sp = sub.add_parser("show", help="print the IR (or the parameters)")
+    model_args(sp)
+    sp.add_argument("--params", action="store_true", help="list every parameter's name, shape and dtype")
+    sp.add_argument("--after", metavar="PASS", help="print the IR after this pass of the pipeline")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_show)
+
+    sp = sub.add_parser("run", help="run the model and write its outputs to .npz")
+    model_args(sp)
+    sp.add_argument("-b", "--backend", default="numpy")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("-i", "--inputs", help=".npz of inputs by name (default: seeded random)")
+    sp.add_argument("--params", help="weights file (.safetensors or .npz); default: seeded init")
+    sp.add_argument("--save-params", metavar="FILE", help="also write the parameters used")
+    sp.add_argument("-o", "--output", default="outputs.npz")
+    sp.add_argument("--float64", action="store_true", help="compute every float tensor in float64")
+    sp.set_defaults(fn=cmd_run)
+
+    sp = sub.add_parser("fmt", help="print the file in canonical form")
+    sp.add_argument("file")
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--check", action="store_true", help="exit 1 if the file is not formatted")
+    g.add_argument("-w", "--write", action="store_true", help="rewrite the file in place")
+    sp.set_defaults(fn=cmd_fmt)
+
+    sp = sub.add_parser("stdlib", help="list the standard library's models, or print one's path")
+    sp.add_argument("action", nargs="?", default="list", choices=["list", "path"])
+    sp.add_argument("name", nargs="?")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_stdlib)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "fn", None):
+            parser.print_help()
+            return EXIT_USAGE
+        return args.fn(args)
+    except PnetError as e:
+        print(e.render(), file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `pnet show ... | head`
+        sys.stderr.close()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("pnet: interrupted", file=sys.stderr)
+        return 130
+    except RecursionError:
+        print("pnet: error: program nests too deeply", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # an internal bug: still one line, never a traceback
+        print(f"pnet: internal error: {type(e).__name__}: {e} (please report; set PNET_TRACEBACK=1 for details)", file=sys.stderr)
+        import os
+        if os.environ.get("PNET_TRACEBACK"):
+            raise
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

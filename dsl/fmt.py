@@ -1,0 +1,244 @@
+"""Canonical formatting: syntax tree -> source text. Comments are kept (before the statement they
+precede, or at the end of the line they ended). `format_source(format_source(s)) == format_source(s)`."""
+from __future__ import annotations
+
+from . import ast as A
+from .parser import parse
+
+INDENT = "  "
+_PREC = {"or": 2, "and": 3, "==": 5, "!=": 5, "<": 5, "<=": 5, ">": 5, ">=": 5,
+         "+": 6, "-": 6, "*": 7, "/": 7, "//": 7, "%": 7, "@": 7, "**": 9}
+
+
+def _prec(e) -> float:
+    if isinstance(e, A.CondExpr):
+        return 1
+    if isinstance(e, A.BinOp):
+        return _PREC[e.op]
+    if isinstance(e, A.UnaryOp):
+        return 4 if e.op == "not" else 8
+    if isinstance(e, A.AnnotatedExpr):
+        return 9.5
+    if isinstance(e, A.Literal) and isinstance(e.value, (int, float)) and not isinstance(e.value, bool) and e.value < 0:
+        return 8
+    return 11
+
+
+def _wrap(e, ok: bool) -> str:
+    s = expr(e)
+    return s if ok else f"({s})"
+
+
+def _lit(v) -> str:
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if v is None:
+        return "none"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, float):
+        r = repr(v)
+        return r if ("." in r or "e" in r or "inf" in r or "nan" in r) else r + ".0"
+    return str(v)
+
+
+def expr(e) -> str:
+    if isinstance(e, A.Name):
+        return e.id
+    if isinstance(e, A.Literal):
+        return _lit(e.value)
+    if isinstance(e, A.ListLit):
+        return "[" + ", ".join(expr(x) for x in e.items) + "]"
+    if isinstance(e, A.EllipsisLit):
+        return "..."
+    if isinstance(e, A.BinOp):
+        p = _PREC[e.op]
+        if e.op == "**":
+            return f"{_wrap(e.left, _prec(e.left) >= 10)} ** {_wrap(e.right, _prec(e.right) >= 8)}"
+        if p == 5:
+            return f"{_wrap(e.left, _prec(e.left) > 5)} {e.op} {_wrap(e.right, _prec(e.right) > 5)}"
+        return f"{_wrap(e.left, _prec(e.left) >= p)} {e.op} {_wrap(e.right, _prec(e.right) > p)}"
+    if isinstance(e, A.UnaryOp):
+        if e.op == "not":
+            return f"not {_wrap(e.operand, _prec(e.operand) >= 4)}"
+        return f"{e.op}{_wrap(e.operand, _prec(e.operand) >= 8)}"
+    if isinstance(e, A.CondExpr):
+        return f"{_wrap(e.then, _prec(e.then) > 1)} if {_wrap(e.cond, _prec(e.cond) > 1)} else {expr(e.other)}"
+    if isinstance(e, A.Call):
+        args = [expr(a) for a in e.args] + [f"{k}={expr(v)}" for k, v in e.kwargs]
+        alias = f" as {e.scope_name}" if e.scope_name else ""
+        return f"{_wrap(e.fn, _prec(e.fn) >= 10)}({', '.join(args)}){alias}"
+    if isinstance(e, A.Subscript):
+        return f"{_wrap(e.value, _prec(e.value) >= 10)}[{', '.join(expr(i) for i in e.items)}]"
+    if isinstance(e, A.Slice):
+        s = (expr(e.start) if e.start else "") + ":" + (expr(e.stop) if e.stop else "")
+        return s + (":" + expr(e.step) if e.step else "")
+    if isinstance(e, A.Attribute):
+        return f"{_wrap(e.value, _prec(e.value) >= 10)}.{e.attr}"
+    if isinstance(e, A.AnnotatedExpr):
+        return " ".join(annotation(a) for a in e.annotations) + " " + _wrap(e.value, _prec(e.value) >= 10)
+    raise TypeError(f"cannot format {type(e).__name__}")
+
+
+def annotation(a: A.Annotation) -> str:
+    if not a.args and not a.kwargs:
+        return f"@{a.name}"
+    args = [expr(x) for x in a.args] + [f"{k}={expr(v)}" for k, v in a.kwargs]
+    return f"@{a.name}({', '.join(args)})"
+
+
+def type_expr(t) -> str:
+    if isinstance(t, A.ScalarTypeExpr):
+        return t.name
+    return (t.dtype or "") + "[" + ", ".join(expr(d) for d in t.dims) + "]"
+
+
+class _Printer:
+    def __init__(self, comments):
+        self.comments = sorted(comments)
+        self.ci = 0
+        self.out: list[str] = []
+
+    def comments_before(self, line: int, indent: str):
+        while self.ci < len(self.comments) and self.comments[self.ci][0] < line:
+            self.out.append(indent + self.comments[self.ci][2])
+            self.ci += 1
+
+    def trailing(self, line: int) -> str:
+        """A comment on `line` (the statement's last line) goes at the end of the printed line."""
+        parts = []
+        while self.ci < len(self.comments) and self.comments[self.ci][0] <= line:
+            parts.append(self.comments[self.ci][2])
+            self.ci += 1
+        return ("  " + " ".join(parts)) if parts else ""
+
+    def emit(self, text: str, node, indent: str, trailing_line=None):
+        line = node.loc.line if node is not None and node.loc else None
+        if line is not None:
+            self.comments_before(line, indent)
+        tail = self.trailing(trailing_line if trailing_line is not None else getattr(node, "_end", line)) if line else ""
+        self.out.append(indent + text + tail)
+
+    def block(self, stmts, indent: str, close_line: int | None):
+        prev_end = None
+        for s in stmts:
+            if prev_end is not None and s.loc and s.loc.line > prev_end + 1 and not self._comment_between(prev_end, s.loc.line):
+                self.out.append("")
+            self.stmt(s, indent)
+            prev_end = getattr(s, "_end", None)
+        if close_line:
+            self.comments_before(close_line, indent)
+
+    def _comment_between(self, a, b):
+        return any(a < c[0] < b for c in self.comments[self.ci:])
+
+    def stmt(self, s, ind: str):
+        pre = "".join(annotation(a) + " " for a in s.annotations)
+        if isinstance(s, A.Assign):
+            self.emit(f"{pre}{', '.join(s.targets)} = {expr(s.value)}", s, ind)
+        elif isinstance(s, A.IndexAssign):
+            red = f"{s.reducer}({', '.join(s.reduce_indices)}) " if s.reducer else ""
+            self.emit(f"{pre}{s.target}[{', '.join(s.indices)}] = {red}{expr(s.value)}", s, ind)
+        elif isinstance(s, A.ParamDecl):
+            init = f" = {expr(s.init)}" if s.init is not None else ""
+            self.emit(f"{pre}param {s.name}: {type_expr(s.type)}{init}", s, ind)
+        elif isinstance(s, A.InputDecl):
+            self.emit(f"{pre}input {s.name}: {type_expr(s.type)}", s, ind)
+        elif isinstance(s, A.OutputDecl):
+            val = f" = {expr(s.value)}" if s.value is not None else ""
+            self.emit(f"{pre}output {s.name}{val}", s, ind)
+        elif isinstance(s, A.Return):
+            self.emit(f"{pre}return {', '.join(expr(v) for v in s.values)}", s, ind)
+        elif isinstance(s, A.Yield):
+            self.emit(f"{pre}yield {', '.join(expr(v) for v in s.values)}", s, ind)
+        elif isinstance(s, A.Tie):
+            self.emit(f"{pre}tie {_lit(s.target)} = {_lit(s.source)}", s, ind)
+        elif isinstance(s, A.If):
+            self.if_(s, ind, pre)
+        elif isinstance(s, A.For):
+            rng = f"{expr(s.start)}..{expr(s.stop)}" if s.stop is not None else expr(s.start)
+            label = f" as {s.label}" if s.label else ""
+            self.compound(f"{pre}for {s.var} in {rng}{label} {{", s, s.body, ind)
+        elif isinstance(s, A.Scan):
+            seqs = []
+            for q in s.seqs:
+                if q.stop is not None:
+                    seqs.append(f"{q.name} in {expr(q.source)}..{expr(q.stop)}")
+                else:
+                    seqs.append(f"{q.name} in {expr(q.source)}" + (f" along {expr(q.axis)}" if q.axis is not None else ""))
+            carries = "; " + ", ".join(f"{n} = {expr(v)}" for n, v in s.carries) if s.carries else ""
+            self.compound(f"{pre}{', '.join(s.targets)} = scan({', '.join(seqs)}{carries}) {{", s, s.body, ind)
+        else:
+            raise TypeError(f"cannot format {type(s).__name__}")
+
+    def compound(self, header: str, node, body, ind: str):
+        self.emit(header, node, ind, trailing_line=node.loc.line if node.loc else None)
+        self.block(body, ind + INDENT, getattr(node, "_end", None))
+        self.out.append(ind + "}")
+
+    def if_(self, s, ind, pre, prefix=""):
+        self.emit(f"{prefix}{pre}if {expr(s.cond)} {{", s, ind, trailing_line=s.loc.line if s.loc else None)
+        other_line = s.other[0].loc.line if s.other and s.other[0].loc else getattr(s, "_end", None)
+        self.block(s.then, ind + INDENT, other_line)
+        if s.other is None:
+            self.out.append(ind + "}")
+        elif len(s.other) == 1 and isinstance(s.other[0], A.If) and not s.other[0].annotations:
+            inner = s.other[0]
+            self.out.append(ind + "} else if " + expr(inner.cond) + " {")
+            self.block(inner.then, ind + INDENT, getattr(inner, "_end", None))
+            self._else_tail(inner, ind)
+        else:
+            self.out.append(ind + "} else {")
+            self.block(s.other, ind + INDENT, getattr(s, "_end", None))
+            self.out.append(ind + "}")
+
+    def _else_tail(self, s, ind):
+        if s.other is None:
+            self.out.append(ind + "}")
+        elif len(s.other) == 1 and isinstance(s.other[0], A.If):
+            inner = s.other[0]
+            self.out.append(ind + "} else if " + expr(inner.cond) + " {")
+            self.block(inner.then, ind + INDENT, getattr(inner, "_end", None))
+            self._else_tail(inner, ind)
+        else:
+            self.out.append(ind + "} else {")
+            self.block(s.other, ind + INDENT, getattr(s, "_end", None))
+            self.out.append(ind + "}")
+
+    def item(self, it):
+        if isinstance(it, A.Import):
+            target = _lit(it.path) if it.is_file else it.path
+            self.emit(f"import {target}" + (f" as {it.alias}" if it.alias else ""), it, "")
+            return
+        annots = "".join(annotation(a) + "\n" for a in it.annotations)
+        params = ", ".join(f"{p.name}: {type_expr(p.type)}" + (f" = {expr(p.default)}" if p.default is not None else "")
+                           for p in it.params)
+        ret = ""
+        if it.ret:
+            ret = " -> " + (type_expr(it.ret[0]) if len(it.ret) == 1 else "(" + ", ".join(type_expr(t) for t in it.ret) + ")")
+        kw = "model" if it.is_model else "def"
+        line = it.annotations[0].loc.line if it.annotations and it.annotations[0].loc else it.loc.line
+        self.comments_before(line, "")
+        for a in annots.splitlines():
+            self.out.append(a)
+        self.emit(f"{kw} {it.name}({params}){ret} {{", it, "", trailing_line=it.loc.line)
+        self.block(it.body, INDENT, it.end_line or None)
+        self.out.append("}")
+
+
+def format_module(module: A.Module) -> str:
+    p = _Printer(module.comments)
+    prev = None
+    for it in module.items:
+        if prev is not None and not (isinstance(prev, A.Import) and isinstance(it, A.Import)):
+            p.out.append("")
+        p.item(it)
+        prev = it
+    p.comments_before(10 ** 9, "")
+    return "\n".join(p.out).rstrip() + "\n"
+
+
+def format_source(source: str, file: str = "<string>") -> str:
+    return format_module(parse(source, file))

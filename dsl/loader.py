@@ -1,0 +1,50 @@
+"""Finding and loading .pnet modules: `import nn.core` looks beside the importing file, then in the stdlib."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import PnetError
+from . import ast as A
+from .parser import parse_file
+
+STDLIB = Path(__file__).resolve().parent.parent / "stdlib"
+
+
+def resolve_import(imp: A.Import, importer: str) -> Path:
+    here = Path(importer).resolve().parent if importer and not importer.startswith("<") else Path.cwd()
+    if imp.is_file:
+        candidates = [here / imp.path]
+    else:
+        rel = Path(*imp.path.split(".")).with_suffix(".pnet")
+        candidates = [here / rel, STDLIB / rel]
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    raise PnetError(f"cannot find module '{imp.path}' (looked in {', '.join(str(c.parent) for c in candidates)})", imp.loc)
+
+
+class Loader:
+    """Parses each file once; detects import cycles."""
+
+    def __init__(self):
+        self.modules: dict[Path, A.Module] = {}
+        self._loading: list[Path] = []
+
+    def load(self, path: Path, via: A.Import | None = None) -> A.Module:
+        path = Path(path).resolve()
+        if path in self._loading:
+            chain = " -> ".join(p.name for p in self._loading[self._loading.index(path):] + [path])
+            raise PnetError(f"import cycle: {chain}", via.loc if via else None)
+        if path not in self.modules:
+            self._loading.append(path)
+            try:
+                module = parse_file(path)
+                for imp in module.imports:
+                    self.load(resolve_import(imp, module.file), imp)
+                self.modules[path] = module
+            finally:
+                self._loading.pop()
+        return self.modules[path]
+
+    def imported(self, module: A.Module, imp: A.Import) -> A.Module:
+        return self.load(resolve_import(imp, module.file), imp)

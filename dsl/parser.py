@@ -1,0 +1,372 @@
+"""Source text -> syntax tree (dsl/ast.py), with lark's LALR parser and a small post-lexer."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from ..errors import Loc, PnetError
+from . import ast as A
+
+GRAMMAR = Path(__file__).with_name("grammar.lark")
+
+# A newline after one of these tokens continues the statement (like Python inside brackets).
+_CONTINUES = {"ADD_OP", "MUL_OP", "AT", "CMP_OP", "EQUAL", "COMMA", "POW", "LBRACE"}
+_OPEN = {"LPAR", "LSQB"}
+_CLOSE = {"RPAR", "RSQB"}
+
+
+class _PostLex:
+    """Drops newlines inside () and [] and after an operator, so expressions can wrap lines."""
+    always_accept = ()
+
+    def process(self, stream):
+        depth = 0
+        prev = None
+        for tok in stream:
+            if tok.type in _OPEN:
+                depth += 1
+            elif tok.type in _CLOSE:
+                depth = max(depth - 1, 0)
+            elif tok.type == "_NL" and (depth > 0 or (prev is not None and prev.type in _CONTINUES)):
+                continue
+            prev = tok
+            yield tok
+
+
+_comments: list = []
+
+
+@lru_cache(maxsize=None)
+def _lark() -> Lark:
+    return Lark(GRAMMAR.read_text(), parser="lalr", lexer="contextual", postlex=_PostLex(),
+                propagate_positions=True, maybe_placeholders=True,
+                lexer_callbacks={"COMMENT": _comments.append})
+
+
+_TOKEN_WORDS = {
+    "_NL": "newline", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'",
+    "RBRACE": "'}'", "COMMA": "','", "COLON": "':'", "EQUAL": "'='", "SEMICOLON": "';'", "NAME": "a name",
+    "INT": "an integer", "FLOAT": "a number", "STRING": "a string", "$END": "end of file",
+}
+
+
+def _describe(tok_type: str) -> str:
+    return _TOKEN_WORDS.get(tok_type, tok_type.lower() if tok_type.isupper() and not tok_type.startswith("__") else tok_type)
+
+
+def _syntax_error(err: UnexpectedInput, file: str, lines: list[str]) -> PnetError:
+    line, col = getattr(err, "line", 0) or 0, getattr(err, "column", 0) or 0
+    if isinstance(err, UnexpectedToken):
+        tok = err.token
+        got = "end of file" if tok.type == "$END" else f"'{tok.value}'" if tok.type != "_NL" else "end of line"
+        expected = sorted({_describe(t) for t in err.accepts or err.expected if not t.startswith("__")})
+        hint = f" (expected {', '.join(expected[:6])}{', ...' if len(expected) > 6 else ''})" if expected else ""
+        msg = f"syntax error: unexpected {got}{hint}"
+        if tok.type == "$END":
+            line, col = len(lines), len(lines[-1]) + 1 if lines else 1
+    elif isinstance(err, UnexpectedCharacters):
+        msg = f"syntax error: unexpected character {err.char!r}"
+    elif isinstance(err, UnexpectedEOF):
+        msg = "syntax error: unexpected end of file"
+        line, col = len(lines), 1
+    else:
+        msg = "syntax error"
+    line = max(line, 1)
+    src = lines[line - 1] if 0 < line <= len(lines) else None
+    return PnetError(msg, Loc(file, line, max(col, 1)), src)
+
+
+def parse(source: str, file: str = "<string>") -> A.Module:
+    """Parse .pnet source into a Module; syntax errors become a located PnetError."""
+    lines = source.splitlines()
+    _comments.clear()
+    try:
+        tree = _lark().parse(source + "\n")
+        module = _Build(file).transform(tree)
+    except UnexpectedInput as err:
+        raise _syntax_error(err, file, lines) from None
+    except VisitError as err:
+        inner = err.orig_exc
+        if isinstance(inner, PnetError):
+            if inner.loc is not None and inner.source_line is None and 0 < inner.loc.line <= len(lines):
+                inner.source_line = lines[inner.loc.line - 1]
+            raise inner from None
+        raise
+    except RecursionError:
+        raise PnetError("syntax error: nesting too deep", Loc(file, 1, 1)) from None
+    module.file = file
+    module.source = source
+    module.comments = [(t.line, t.column, str(t).rstrip()) for t in _comments]
+    _comments.clear()
+    return module
+
+
+def parse_file(path: str | Path) -> A.Module:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PnetError(f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PnetError(f"cannot read {path}: {e}") from None
+    return parse(text, str(path))
+
+
+def _str_value(tok: Token) -> str:
+    return bytes(str(tok)[1:-1], "utf-8").decode("unicode_escape") if "\\" in tok else str(tok)[1:-1]
+
+
+@v_args(meta=True)
+class _Build(Transformer):
+    """lark parse tree -> dsl.ast nodes, each with its Loc (and `_end`, the last line, for the formatter)."""
+
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    def _loc(self, meta):
+        return Loc(self.file, getattr(meta, "line", 1), getattr(meta, "column", 1))
+
+    def _mk(self, cls, meta, *args, **kw):
+        node = cls(*args, **kw, loc=self._loc(meta))
+        node._end = getattr(meta, "end_line", getattr(meta, "line", 1))
+        return node
+
+    # top level
+    def start(self, meta, items):
+        return A.Module(self.file, [i for i in items if i is not None])
+
+    def dotted(self, meta, names):
+        return ".".join(names)
+
+    def import_stmt(self, meta, c):
+        target, alias = c[0], c[1]
+        if isinstance(target, Token) and target.type == "STRING":
+            return self._mk(A.Import, meta, _str_value(target), True, str(alias) if alias else None)
+        return self._mk(A.Import, meta, str(target), False, str(alias) if alias else None)
+
+    def annotation(self, meta, c):
+        name = str(c[1])
+        args, kwargs = c[2] if c[2] is not None else ([], [])
+        return self._mk(A.Annotation, meta, name, args, kwargs)
+
+    def def_stmt(self, meta, c, is_model=False):
+        annots = [x for x in c if isinstance(x, A.Annotation)]
+        rest = [x for x in c if not isinstance(x, A.Annotation)]
+        if is_model:
+            (name, params, body), ret = rest, None
+        else:
+            name, params, ret, body = rest
+        node = self._mk(A.Def, meta, str(name), params or [], ret, body, annots, is_model)
+        node.end_line = getattr(meta, "end_line", 0)
+        return node
+
+    def model_stmt(self, meta, c):
+        return self.def_stmt(meta, c, is_model=True)
+
+    def params(self, meta, c):
+        return list(c)
+
+    def param(self, meta, c):
+        return self._mk(A.ParamSpec, meta, str(c[0]), c[1], c[2])
+
+    def scalar_type(self, meta, c):
+        return self._mk(A.ScalarTypeExpr, meta, str(c[0]))
+
+    def ret_type(self, meta, c):
+        return list(c)
+
+    def tensor_type(self, meta, c):
+        dtype = str(c[0]) if c[0] is not None else None
+        dims = [d for d in c[1:] if d is not None]  # `[]` (a scalar) leaves one placeholder
+        return self._mk(A.TensorTypeExpr, meta, dtype, dims)
+
+    def ellipsis(self, meta, c):
+        return self._mk(A.EllipsisLit, meta)
+
+    def block(self, meta, c):
+        return [s for s in c if s is not None]
+
+    # statements
+    def annotated(self, meta, c):
+        *annots, stmt = c
+        stmt.annotations = list(annots) + stmt.annotations
+        return stmt
+
+    def targets(self, meta, c):
+        return [str(t) for t in c]
+
+    def assign(self, meta, c):
+        return self._mk(A.Assign, meta, c[0], c[1])
+
+    def index_assign(self, meta, c):
+        names = []
+        i = 1
+        while i < len(c) and isinstance(c[i], Token) and c[i].type == "NAME":
+            names.append(str(c[i]))
+            i += 1
+        reducer = None
+        red = []
+        if i < len(c) and isinstance(c[i], Token) and c[i].type == "REDUCER":
+            reducer = str(c[i])
+            i += 1
+            while i < len(c) and isinstance(c[i], Token) and c[i].type == "NAME":
+                red.append(str(c[i]))
+                i += 1
+        else:
+            # the optional reducer group leaves placeholders
+            while i < len(c) and c[i] is None:
+                i += 1
+        return self._mk(A.IndexAssign, meta, str(c[0]), names, reducer, red, c[-1])
+
+    def param_decl(self, meta, c):
+        return self._mk(A.ParamDecl, meta, str(c[0]), c[1], c[2])
+
+    def input_decl(self, meta, c):
+        return self._mk(A.InputDecl, meta, str(c[0]), c[1])
+
+    def output_decl(self, meta, c):
+        return self._mk(A.OutputDecl, meta, str(c[0]), c[1])
+
+    def return_stmt(self, meta, c):
+        return self._mk(A.Return, meta, list(c))
+
+    def yield_stmt(self, meta, c):
+        return self._mk(A.Yield, meta, list(c))
+
+    def if_stmt(self, meta, c):
+        cond, then, other = c[0], c[1], c[2] if len(c) > 2 else None
+        if isinstance(other, A.If):
+            other = [other]
+        return self._mk(A.If, meta, cond, then, other)
+
+    def for_stmt(self, meta, c):
+        var, start, stop, label, body = c
+        return self._mk(A.For, meta, str(var), start, stop, str(label) if label else None, body)
+
+    def scan_stmt(self, meta, c):
+        targets, seqs, carries, body = c
+        return self._mk(A.Scan, meta, targets, seqs, carries or [], body)
+
+    def scan_seqs(self, meta, c):
+        return list(c)
+
+    def scan_seq(self, meta, c):
+        return self._mk(A.ScanSeq, meta, str(c[0]), c[1], c[2], None)
+
+    def scan_range(self, meta, c):
+        return self._mk(A.ScanSeq, meta, str(c[0]), c[1], None, c[2])
+
+    def carries(self, meta, c):
+        return list(c)
+
+    def carry(self, meta, c):
+        return (str(c[0]), c[1])
+
+    def tie_stmt(self, meta, c):
+        return self._mk(A.Tie, meta, _str_value(c[0]), _str_value(c[1]))
+
+    # expressions
+    def cond_expr(self, meta, c):
+        return self._mk(A.CondExpr, meta, c[1], c[0], c[2])
+
+    def or_expr(self, meta, c):
+        return self._fold(meta, c, "or")
+
+    def and_expr(self, meta, c):
+        return self._fold(meta, c, "and")
+
+    def _fold(self, meta, c, op):
+        out = c[0]
+        for rhs in c[1:]:
+            out = self._mk(A.BinOp, meta, op, out, rhs)
+        return out
+
+    def not_(self, meta, c):
+        return self._mk(A.UnaryOp, meta, "not", c[0])
+
+    def comparison(self, meta, c):
+        return self._mk(A.BinOp, meta, str(c[1]), c[0], c[2])
+
+    def arith(self, meta, c):
+        return self._chain(meta, c)
+
+    def term(self, meta, c):
+        return self._chain(meta, c)
+
+    def _chain(self, meta, c):
+        out = c[0]
+        for i in range(1, len(c), 2):
+            out = self._mk(A.BinOp, meta, str(c[i]), out, c[i + 1])
+        return out
+
+    def unary_op(self, meta, c):
+        return self._mk(A.UnaryOp, meta, str(c[0]), c[1])
+
+    def power(self, meta, c):
+        return self._mk(A.BinOp, meta, "**", c[0], c[2])
+
+    def call(self, meta, c):
+        fn, args, alias = c
+        pos, kw = args if args is not None else ([], [])
+        return self._mk(A.Call, meta, fn, pos, kw, str(alias) if alias else None)
+
+    def args(self, meta, c):
+        pos, kw = [], []
+        for a in c:
+            if isinstance(a, tuple):
+                kw.append(a)
+            else:
+                if kw:
+                    raise PnetError("positional argument after keyword argument", a.loc)
+                pos.append(a)
+        return pos, kw
+
+    def kwarg(self, meta, c):
+        return (str(c[0]), c[1])
+
+    def subscript(self, meta, c):
+        return self._mk(A.Subscript, meta, c[0], c[1])
+
+    def subscripts(self, meta, c):
+        return list(c)
+
+    def slice_item(self, meta, c):
+        c = list(c) + [None] * (3 - len(c))
+        return self._mk(A.Slice, meta, c[0], c[1], c[2])
+
+    def attribute(self, meta, c):
+        return self._mk(A.Attribute, meta, c[0], str(c[1]))
+
+    def annotated_expr(self, meta, c):
+        annot, value = c
+        if isinstance(value, A.AnnotatedExpr):
+            return self._mk(A.AnnotatedExpr, meta, [annot] + value.annotations, value.value)
+        return self._mk(A.AnnotatedExpr, meta, [annot], value)
+
+    def name(self, meta, c):
+        return self._mk(A.Name, meta, str(c[0]))
+
+    def int_lit(self, meta, c):
+        return self._mk(A.Literal, meta, int(c[0]))
+
+    def float_lit(self, meta, c):
+        return self._mk(A.Literal, meta, float(c[0]))
+
+    def str_lit(self, meta, c):
+        return self._mk(A.Literal, meta, _str_value(c[0]))
+
+    def true_lit(self, meta, c):
+        return self._mk(A.Literal, meta, True)
+
+    def false_lit(self, meta, c):
+        return self._mk(A.Literal, meta, False)
+
+    def none_lit(self, meta, c):
+        return self._mk(A.Literal, meta, None)
+
+    def list_lit(self, meta, c):
+        return self._mk(A.ListLit, meta, [x for x in c if x is not None])

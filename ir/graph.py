@@ -1,0 +1,168 @@
+"""The IR: a typed SSA graph. Values are produced once (by a node, or as a graph input/param)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import itertools
+from typing import Any
+
+from ..errors import Loc
+from .types import TensorType
+
+_ids = itertools.count()
+
+
+class Value:
+    """An SSA value. Identity is the object; `id` is only for printing order and hashing."""
+    __slots__ = ("type", "producer", "id")
+
+    def __init__(self, type: TensorType, producer: "Node | None" = None):
+        self.type = type
+        self.producer = producer
+        self.id = next(_ids)
+
+    def __repr__(self) -> str:
+        return f"Value#{self.id}:{self.type}"
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """`@name(args...)` from the source, carried onto nodes and params for later passes."""
+    name: str
+    args: tuple = ()
+    kwargs: tuple = ()  # sorted (key, value) pairs
+
+    def __str__(self) -> str:
+        parts = [_fmt_lit(a) for a in self.args] + [f"{k}={_fmt_lit(v)}" for k, v in self.kwargs]
+        return f"@{self.name}" + (f"({', '.join(parts)})" if parts else "")
+
+
+def _fmt_lit(v) -> str:
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt_lit(x) for x in v) + "]"
+    if v is None:
+        return "none"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+@dataclass(eq=False)
+class Node:
+    op: str
+    inputs: list[Value]
+    attrs: dict[str, Any]
+    outputs: list[Value] = field(default_factory=list)
+    loc: Loc | None = None
+    scope: str = ""
+    annotations: tuple[Annotation, ...] = ()
+    body: "Graph | None" = None  # the step function of a `scan`
+
+    @property
+    def output(self) -> Value:
+        assert len(self.outputs) == 1, f"{self.op} has {len(self.outputs)} outputs"
+        return self.outputs[0]
+
+
+@dataclass(frozen=True)
+class Init:
+    """How a parameter is initialised: an init function name and its numeric arguments."""
+    fn: str
+    args: tuple = ()
+    kwargs: tuple = ()
+
+    def __str__(self) -> str:
+        parts = [_fmt_lit(a) for a in self.args] + [f"{k}={_fmt_lit(v)}" for k, v in self.kwargs]
+        return f"{self.fn}({', '.join(parts)})"
+
+
+@dataclass(eq=False)
+class Param:
+    name: str             # call path, e.g. "blocks.3.attn.wq" — the torch state_dict key
+    value: Value
+    init: Init
+    loc: Loc | None = None
+    annotations: tuple[Annotation, ...] = ()
+
+
+@dataclass(eq=False)
+class Graph:
+    name: str
+    inputs: list[tuple[str, Value]] = field(default_factory=list)
+    params: list[Param] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)
+    outputs: list[tuple[str, Value]] = field(default_factory=list)
+    dims: dict[str, int] = field(default_factory=dict)  # suggested sizes for symbolic dims (from --set)
+
+    def add(self, op: str, inputs, attrs, out_types, loc=None, scope="", annotations=(), body=None) -> Node:
+        node = Node(op, list(inputs), dict(attrs), [], loc, scope, tuple(annotations), body)
+        node.outputs = [Value(t, node) for t in out_types]
+        self.nodes.append(node)
+        return node
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def users(self) -> dict[Value, list[Node]]:
+        uses: dict[Value, list[Node]] = {}
+        for n in self.nodes:
+            for v in n.inputs:
+                uses.setdefault(v, []).append(n)
+        return uses
+
+    def param_count(self, bindings=None) -> int:
+        from .types import concrete
+        total = 0
+        for p in self.params:
+            n = 1
+            for d in p.value.type.shape:
+                n *= concrete(d, bindings)
+            total += n
+        return total
+
+    def walk(self):
+        """Every node, including those inside scan bodies (depth first)."""
+        for n in self.nodes:
+            yield n
+            if n.body is not None:
+                yield from n.body.walk()
+
+
+def clone(graph: Graph, mapping: dict | None = None) -> Graph:
+    """A deep copy with fresh Values (passes work on a copy, so the input graph stays as it was)."""
+    m = mapping if mapping is not None else {}
+
+    def val(v):
+        if v is None:
+            return None
+        if v not in m:
+            m[v] = Value(v.type)
+        return m[v]
+
+    g = Graph(graph.name, dims=dict(graph.dims))
+    g.inputs = [(n, val(v)) for n, v in graph.inputs]
+    g.params = [Param(p.name, val(p.value), p.init, p.loc, p.annotations) for p in graph.params]
+    for n in graph.nodes:
+        body = clone(n.body, m) if n.body is not None else None
+        node = Node(n.op, [val(v) for v in n.inputs], dict(n.attrs), [], n.loc, n.scope, n.annotations, body)
+        node.outputs = [val(v) for v in n.outputs]
+        for v in node.outputs:
+            v.producer = node
+        g.nodes.append(node)
+    g.outputs = [(n, val(v)) for n, v in graph.outputs]
+    return g
+
+
+def replace_uses(graph: Graph, old: Value, new: Value) -> None:
+    """Point every use of `old` (in this graph, its scan bodies, and its outputs) at `new`."""
+    for n in graph.nodes:
+        n.inputs = [new if v is old else v for v in n.inputs]
+        if n.body is not None:
+            replace_uses(n.body, old, new)
+    graph.outputs = [(k, new if v is old else v) for k, v in graph.outputs]

@@ -1,0 +1,1 @@
+"""Op definitions, one module per op family; importing a module registers its ops."""

@@ -1,0 +1,55 @@
+"""Type-rule helpers shared by the op modules."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import ShapeError
+from ..types import TensorType, broadcast_shapes, is_float, normalize_axis, promote
+
+
+def same_as_first(types, attrs):
+    return types[0]
+
+
+def float_unary(name):
+    def infer(types, attrs):
+        t = types[0]
+        if not is_float(t.dtype):
+            raise ShapeError(f"{name} expects a float tensor, got {t}")
+        return t
+    return infer
+
+
+def broadcast_binary(types, attrs):
+    a, b = types
+    return TensorType(promote(a.dtype, b.dtype), broadcast_shapes(a.shape, b.shape))
+
+
+def compare_binary(types, attrs):
+    a, b = types
+    return TensorType("bool", broadcast_shapes(a.shape, b.shape))
+
+
+def norm_axes(axis, rank: int) -> tuple[int, ...]:
+    """`axis` attr (None = all, int, or list) as a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(rank))
+    axes = axis if isinstance(axis, (list, tuple)) else [axis]
+    out = sorted({normalize_axis(a, rank) for a in axes})
+    return tuple(out)
+
+
+def reduced_shape(shape, axes, keepdims):
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def same_dtype(what, *types):
+    dtypes = {t.dtype for t in types if t is not None}
+    if len(dtypes) > 1:
+        raise ShapeError(f"{what}: operands have different dtypes " + " and ".join(str(t) for t in types if t is not None))
+
+
+def as_np_dtype(x, like):
+    return np.asarray(x).astype(like.dtype, copy=False)

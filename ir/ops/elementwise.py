@@ -1,0 +1,183 @@
+"""Pointwise ops: arithmetic, comparisons, activations, math functions, casts, constants."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...errors import ShapeError
+from ..registry import REQUIRED, register
+from ..types import DTYPES, TensorType, broadcast_shapes, is_float
+from .common import broadcast_binary, compare_binary, float_unary, same_as_first
+
+try:  # scipy is optional; erf falls back to a vectorised math.erf
+    from scipy.special import erf as _erf
+except ImportError:  # pragma: no cover - depends on the environment
+    _erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def erf(x):
+    return np.asarray(_erf(x)).astype(np.asarray(x).dtype)
+
+
+def _cast_like(fn):
+    """Keep the input's dtype (numpy would upcast f16 to f64 in some ufunc paths)."""
+    def wrapped(x, **kw):
+        return np.asarray(fn(x, **kw)).astype(x.dtype, copy=False)
+    return wrapped
+
+
+# ---- binary arithmetic -------------------------------------------------------------------------
+def _binary(name, fn, torch_fn, flops=1):
+    register(name, "a, b", infer=broadcast_binary, ref=lambda a, b: fn(a, b).astype(np.result_type(a, b), copy=False),
+             torch=torch_fn, flops=lambda i, o, at: flops * o[0].numel)
+
+
+def _int_div(a, b):
+    if np.issubdtype(a.dtype, np.integer) and np.issubdtype(b.dtype, np.integer):
+        return np.floor_divide(a, b)
+    return np.divide(a, b)
+
+
+_binary("add", np.add, lambda T, a, b: a + b)
+_binary("sub", np.subtract, lambda T, a, b: a - b)
+_binary("mul", np.multiply, lambda T, a, b: a * b)
+_binary("div", _int_div, lambda T, a, b: T.div(a, b, rounding_mode="floor") if not a.is_floating_point() and not b.is_floating_point() else a / b)
+_binary("pow", np.power, lambda T, a, b: T.pow(a, b))
+_binary("maximum", np.maximum, lambda T, a, b: T.maximum(a, b))
+_binary("minimum", np.minimum, lambda T, a, b: T.minimum(a, b))
+_binary("mod", np.mod, lambda T, a, b: T.remainder(a, b))
+
+for _name, _fn, _tfn in [
+    ("lt", np.less, lambda T, a, b: a < b), ("le", np.less_equal, lambda T, a, b: a <= b),
+    ("gt", np.greater, lambda T, a, b: a > b), ("ge", np.greater_equal, lambda T, a, b: a >= b),
+    ("eq", np.equal, lambda T, a, b: a == b), ("ne", np.not_equal, lambda T, a, b: a != b),
+]:
+    register(_name, "a, b", infer=compare_binary, ref=_fn, torch=_tfn)
+
+
+def _bool_binary(types, attrs):
+    for t in types:
+        if t.dtype != "bool":
+            raise ShapeError(f"logical ops expect bool tensors, got {t}")
+    return compare_binary(types, attrs)
+
+
+register("logical_and", "a, b", infer=_bool_binary, ref=np.logical_and, torch=lambda T, a, b: a & b)
+register("logical_or", "a, b", infer=_bool_binary, ref=np.logical_or, torch=lambda T, a, b: a | b)
+register("logical_not", "a", infer=lambda t, a: _bool_binary([t[0], t[0]], a), ref=np.logical_not,
+         torch=lambda T, a: ~a)
+
+
+def _where_infer(types, attrs):
+    c, a, b = types
+    if c.dtype != "bool":
+        raise ShapeError(f"where: condition must be bool, got {c}")
+    from ..types import promote
+    return TensorType(promote(a.dtype, b.dtype), broadcast_shapes(c.shape, a.shape, b.shape))
+
+
+register("where", "cond, a, b", infer=_where_infer,
+         ref=lambda c, a, b: np.where(c, a, b).astype(np.result_type(a, b), copy=False),
+         torch=lambda T, c, a, b: T.where(c, a, b))
+
+# ---- unary math ----------------------------------------------------------------------------------
+def _unary(name, fn, torch_fn, float_only=True, attrs=None, flops=1, doc=""):
+    register(name, "x", infer=float_unary(name) if float_only else same_as_first, ref=_cast_like(fn),
+             torch=torch_fn, attrs=attrs, flops=lambda i, o, at: flops * o[0].numel, doc=doc)
+
+
+def _sigmoid(x):
+    # split by sign so neither branch overflows
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1 / (1 + np.exp(-x[pos]))
+    ex = np.exp(x[~pos])
+    out[~pos] = ex / (1 + ex)
+    return out
+
+
+def _softplus(x, beta=1.0, threshold=20.0):
+    bx = beta * x
+    return np.where(bx > threshold, x, np.logaddexp(0, bx) / beta)
+
+
+def _gelu(x, approximate="none"):
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    if approximate != "none":
+        raise ShapeError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return 0.5 * x * (1 + erf(x / math.sqrt(2)))
+
+
+_unary("neg", np.negative, lambda T, x: -x, float_only=False)
+_unary("abs", np.abs, lambda T, x: T.abs(x), float_only=False)
+_unary("sign", np.sign, lambda T, x: T.sign(x), float_only=False)
+_unary("exp", np.exp, lambda T, x: T.exp(x))
+_unary("log", np.log, lambda T, x: T.log(x))
+_unary("sqrt", np.sqrt, lambda T, x: T.sqrt(x))
+_unary("rsqrt", lambda x: 1 / np.sqrt(x), lambda T, x: T.rsqrt(x))
+_unary("reciprocal", lambda x: 1 / x, lambda T, x: T.reciprocal(x))
+_unary("square", np.square, lambda T, x: x * x, float_only=False)
+_unary("sin", np.sin, lambda T, x: T.sin(x))
+_unary("cos", np.cos, lambda T, x: T.cos(x))
+_unary("tanh", np.tanh, lambda T, x: T.tanh(x))
+_unary("erf", erf, lambda T, x: T.erf(x))
+_unary("floor", np.floor, lambda T, x: T.floor(x))
+_unary("round", np.round, lambda T, x: T.round(x), doc="round half to even, like numpy and torch")
+_unary("sigmoid", _sigmoid, lambda T, x: T.sigmoid(x), flops=4)
+_unary("relu", lambda x: np.maximum(x, 0), lambda T, x: T.relu(x), float_only=False)
+_unary("leaky_relu", lambda x, alpha: np.where(x >= 0, x, alpha * x),
+       lambda T, x, alpha: T.nn.functional.leaky_relu(x, alpha), attrs={"alpha": 0.01})
+_unary("elu", lambda x, alpha: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
+       lambda T, x, alpha: T.nn.functional.elu(x, alpha), attrs={"alpha": 1.0}, flops=3)
+_unary("gelu", _gelu, lambda T, x, approximate: T.nn.functional.gelu(x, approximate=approximate),
+       attrs={"approximate": "none"}, flops=8)
+_unary("silu", lambda x: x * _sigmoid(x), lambda T, x: T.nn.functional.silu(x), flops=5)
+_unary("softplus", _softplus, lambda T, x, beta, threshold: T.nn.functional.softplus(x, beta, threshold),
+       attrs={"beta": 1.0, "threshold": 20.0}, flops=4)
+_unary("hardswish", lambda x: x * np.clip(x + 3, 0, 6) / 6, lambda T, x: T.nn.functional.hardswish(x), flops=4)
+_unary("hardsigmoid", lambda x: np.clip(x + 3, 0, 6) / 6, lambda T, x: T.nn.functional.hardsigmoid(x), flops=3)
+_unary("heaviside", lambda x: (x > 0).astype(x.dtype), lambda T, x: (x > 0).to(x.dtype), float_only=False,
+       doc="step function: 1 where x > 0 else 0 (spiking neurons)")
+_unary("clamp", lambda x, min, max: np.clip(x, -np.inf if min is None else min, np.inf if max is None else max),
+       lambda T, x, min, max: T.clamp(x, min, max), float_only=False, attrs={"min": None, "max": None})
+_unary("scale", lambda x, factor: x * factor, lambda T, x, factor: x * factor, float_only=False,
+       attrs={"factor": REQUIRED}, doc="multiply by a compile-time constant")
+
+
+# ---- casts and constants -------------------------------------------------------------------------
+def _cast_infer(types, attrs):
+    if attrs["dtype"] not in DTYPES:
+        raise ShapeError(f"cast: unknown dtype '{attrs['dtype']}'")
+    return types[0].with_dtype(attrs["dtype"])
+
+
+_TORCH_DTYPE = {"f64": "float64", "f32": "float32", "f16": "float16", "bf16": "bfloat16", "i64": "int64",
+                "i32": "int32", "i8": "int8", "u8": "uint8", "bool": "bool"}
+
+
+def torch_dtype(T, name):
+    return getattr(T, _TORCH_DTYPE[name])
+
+
+register("cast", "x", attrs={"dtype": REQUIRED}, infer=_cast_infer,
+         ref=lambda x, dtype: x.astype(DTYPES[dtype]) if not (np.issubdtype(x.dtype, np.floating) and dtype in ("f32", "bf16", "f16") and x.dtype == np.float64) else x,
+         torch=lambda T, x, dtype: x.to(torch_dtype(T, dtype)), flops=lambda i, o, a: 0)
+
+
+def _const_infer(types, attrs):
+    return TensorType(attrs["dtype"], tuple(attrs["shape"]))
+
+
+register("const", "", kind="source", attrs={"value": REQUIRED, "dtype": "f32", "shape": ()},
+         infer=_const_infer, doc="a constant filled with `value` (a scalar, or a nested list matching shape)",
+         ref=lambda value, dtype, shape: np.broadcast_to(np.asarray(value, dtype=DTYPES[dtype]), tuple(int(d) for d in shape)).copy(),
+         torch=lambda T, value, dtype, shape: T.full(tuple(int(d) for d in shape), value, dtype=torch_dtype(T, dtype))
+         if not isinstance(value, (list, tuple)) else T.tensor(value, dtype=torch_dtype(T, dtype)).expand(*[int(d) for d in shape]),
+         flops=lambda i, o, a: 0)
+
+register("arange", "", kind="source", attrs={"n": REQUIRED, "dtype": "i64"},
+         infer=lambda t, a: TensorType(a["dtype"], (a["n"],)),
+         ref=lambda n, dtype: np.arange(int(n), dtype=DTYPES[dtype]),
+         torch=lambda T, n, dtype: T.arange(int(n), dtype=torch_dtype(T, dtype)), flops=lambda i, o, a: 0)

@@ -1,0 +1,132 @@
+"""The op registry: one entry per op holds its signature, type rule, NumPy reference, FLOP count
+and torch lowering. Adding an op means adding one `register(...)` call in `ir/ops/`.
+
+Signature strings list the tensor inputs: `"x, w, b?"` (b optional) or `"*xs"` (variadic).
+Attributes are compile-time values (ints, floats, bools, strings, lists) with defaults;
+`REQUIRED` marks one the caller must give.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import sympy
+
+from ..errors import PnetError, ShapeError
+from .types import TensorType
+
+REQUIRED = object()
+
+# Op kinds drive fusion and FLOP defaults: elementwise ops fuse into chains, reductions
+# carry pro/epilogues, contractions (matmul/conv) take epilogues, movement ops are index arithmetic.
+KINDS = ("elementwise", "reduce", "contraction", "movement", "index", "norm", "attention", "source", "control")
+
+
+@dataclass
+class OpDef:
+    name: str
+    inputs: list[tuple[str, str]]           # (name, "" | "?" | "*")
+    attrs: dict[str, Any]
+    infer: Callable                          # (types, attrs) -> TensorType | list[TensorType]
+    ref: Callable                            # NumPy reference: (*arrays, **attrs) -> array | tuple
+    kind: str = "elementwise"
+    flops: Callable | None = None            # (in_types, out_types, attrs) -> sympy expr
+    torch: Callable | None = None            # (torch_module, *tensors, **attrs) -> tensor | tuple
+    doc: str = ""
+    # Attributes whose value may be a runtime scalar tensor in the DSL (e.g. `x * 2.0` folds to `mul`).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def variadic(self) -> bool:
+        return any(k == "*" for _, k in self.inputs)
+
+    def check_arity(self, n: int):
+        if self.variadic:
+            fixed = len(self.inputs) - 1
+            if n < fixed + 1:
+                raise ShapeError(f"op '{self.name}' takes at least {fixed + 1} tensor inputs, got {n}")
+            return
+        required = sum(1 for _, k in self.inputs if k == "")
+        if not required <= n <= len(self.inputs):
+            want = str(required) if required == len(self.inputs) else f"{required} to {len(self.inputs)}"
+            raise ShapeError(f"op '{self.name}' takes {want} tensor inputs, got {n}")
+
+    def bind_attrs(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Defaults filled in; unknown or missing attributes are errors."""
+        for k in given:
+            if k not in self.attrs:
+                known = ", ".join(self.attrs) or "none"
+                raise PnetError(f"op '{self.name}' has no attribute '{k}' (attributes: {known})")
+        out = {}
+        for k, default in self.attrs.items():
+            if k in given:
+                out[k] = given[k]
+            elif default is REQUIRED:
+                raise PnetError(f"op '{self.name}' needs attribute '{k}'")
+            else:
+                out[k] = default
+        return out
+
+    def infer_types(self, types: list[TensorType | None], attrs: dict) -> list[TensorType]:
+        out = self.infer(types, attrs)
+        return list(out) if isinstance(out, (list, tuple)) else [out]
+
+    def count_flops(self, in_types, out_types, attrs) -> sympy.Expr:
+        if self.flops is not None:
+            return sympy.sympify(self.flops(in_types, out_types, attrs))
+        if self.kind == "elementwise":
+            return out_types[0].numel
+        if self.kind in ("reduce", "norm"):
+            return sum((t.numel for t in in_types if t is not None), sympy.Integer(0))
+        return sympy.Integer(0)
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def parse_signature(sig: str) -> list[tuple[str, str]]:
+    out = []
+    for part in (p.strip() for p in sig.split(",")):
+        if not part:
+            continue
+        if part.startswith("*"):
+            out.append((part[1:], "*"))
+        elif part.endswith("?"):
+            out.append((part[:-1], "?"))
+        else:
+            out.append((part, ""))
+    return out
+
+
+def register(name: str, sig: str, *, infer, ref, kind="elementwise", attrs=None, flops=None,
+             torch=None, doc="") -> OpDef:
+    if name in OPS:
+        raise ValueError(f"op {name} registered twice")
+    if kind not in KINDS:
+        raise ValueError(f"op {name}: unknown kind {kind}")
+    opdef = OpDef(name, parse_signature(sig), dict(attrs or {}), infer, ref, kind, flops, torch, doc)
+    OPS[name] = opdef
+    return opdef
+
+
+def get(name: str) -> OpDef:
+    _load()
+    if name not in OPS:
+        raise PnetError(f"unknown op '{name}'")
+    return OPS[name]
+
+
+def all_ops() -> dict[str, OpDef]:
+    _load()
+    return OPS
+
+
+_loaded = False
+
+
+def _load():
+    """Import the op modules once (they register themselves)."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        from .ops import elementwise, reduce, linalg, movement, nn, conv, index, attention, control  # noqa: F401

@@ -1,0 +1,164 @@
+"""Tensor types: a dtype name and a shape of sympy integer expressions (symbolic dims stay symbolic)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+import operator
+
+import numpy as np
+import sympy
+
+from ..errors import ShapeError
+
+# dtype name -> numpy dtype used by the reference (bf16 has no numpy type: the reference computes it in f32).
+DTYPES: dict[str, np.dtype] = {
+    "f64": np.dtype("float64"), "f32": np.dtype("float32"), "f16": np.dtype("float16"),
+    "bf16": np.dtype("float32"), "i64": np.dtype("int64"), "i32": np.dtype("int32"),
+    "i8": np.dtype("int8"), "u8": np.dtype("uint8"), "bool": np.dtype("bool"),
+}
+FLOAT_DTYPES = ("f64", "f32", "f16", "bf16")
+INT_DTYPES = ("i64", "i32", "i8", "u8")
+BYTES = {"f64": 8, "f32": 4, "f16": 2, "bf16": 2, "i64": 8, "i32": 4, "i8": 1, "u8": 1, "bool": 1}
+_FLOAT_RANK = {"f16": 1, "bf16": 1, "f32": 2, "f64": 3}
+_INT_RANK = {"bool": 0, "u8": 1, "i8": 1, "i32": 2, "i64": 3}
+
+Dim = sympy.Expr
+
+
+def is_float(dtype: str) -> bool:
+    return dtype in FLOAT_DTYPES
+
+
+def is_int(dtype: str) -> bool:
+    return dtype in INT_DTYPES
+
+
+def promote(a: str, b: str) -> str:
+    """Result dtype of a binary op: float beats int, wider beats narrower (f16 with bf16 gives f32)."""
+    if a == b:
+        return a
+    if is_float(a) and is_float(b):
+        if {a, b} == {"f16", "bf16"}:
+            return "f32"
+        return a if _FLOAT_RANK[a] >= _FLOAT_RANK[b] else b
+    if is_float(a):
+        return a
+    if is_float(b):
+        return b
+    return a if _INT_RANK[a] >= _INT_RANK[b] else b
+
+
+_symbols: dict[str, sympy.Symbol] = {}
+
+
+def sym(name: str) -> sympy.Symbol:
+    """The symbolic dim called `name` (positive integer), one object per name."""
+    if name not in _symbols:
+        _symbols[name] = sympy.Symbol(name, integer=True, positive=True)
+    return _symbols[name]
+
+
+def dim(value) -> Dim:
+    """Any int-like (int, numpy int, sympy expr, dim name) as a sympy dim."""
+    if isinstance(value, sympy.Basic):
+        return value
+    if isinstance(value, str):
+        return sym(value)
+    if isinstance(value, (bool, float)) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, float) and value.is_integer():
+            return sympy.Integer(int(value))
+        raise ShapeError(f"dimension must be an integer, got {value!r}")
+    return sympy.Integer(int(value))
+
+
+def parse_dim(text: str) -> Dim:
+    """Parse printed dim text such as `B*T` or `2*d + 1` back into a sympy expression."""
+    expr = sympy.sympify(text, locals={})
+    return expr.subs({s: sym(s.name) for s in expr.free_symbols})
+
+
+def dims_equal(a: Dim, b: Dim) -> bool:
+    return sympy.simplify(a - b) == 0
+
+
+def fmt_dim(d: Dim) -> str:
+    return str(d).replace(" ", "")
+
+
+def numel(shape) -> Dim:
+    return reduce(operator.mul, shape, sympy.Integer(1))
+
+
+@dataclass(frozen=True)
+class TensorType:
+    dtype: str
+    shape: tuple
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ShapeError(f"unknown dtype '{self.dtype}'")
+        object.__setattr__(self, "shape", tuple(dim(d) for d in self.shape))
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def numel(self) -> Dim:
+        return numel(self.shape)
+
+    @property
+    def nbytes(self) -> Dim:
+        return self.numel * BYTES[self.dtype]
+
+    def with_shape(self, shape) -> "TensorType":
+        return TensorType(self.dtype, tuple(shape))
+
+    def with_dtype(self, dtype: str) -> "TensorType":
+        return TensorType(dtype, self.shape)
+
+    def __str__(self) -> str:
+        return f"{self.dtype}[{', '.join(fmt_dim(d) for d in self.shape)}]"
+
+
+def fmt_shape(shape) -> str:
+    return "[" + ", ".join(fmt_dim(d) for d in shape) + "]"
+
+
+def broadcast_shapes(*shapes) -> tuple:
+    """numpy broadcasting over symbolic dims; raises ShapeError naming both shapes and the dim."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(rank):
+        size = sympy.Integer(1)
+        for s in shapes:
+            j = i - (rank - len(s))
+            if j < 0:
+                continue
+            d = s[j]
+            if d == 1:
+                continue
+            if size == 1:
+                size = d
+            elif not dims_equal(size, d):
+                shown = " and ".join(fmt_shape(x) for x in shapes)
+                raise ShapeError(f"cannot broadcast shapes {shown}: dim {i - rank} is {fmt_dim(size)} vs {fmt_dim(d)}")
+        out.append(size)
+    return tuple(out)
+
+
+def normalize_axis(axis: int, rank: int, what: str = "axis") -> int:
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise ShapeError(f"{what} must be an integer, got {axis!r}")
+    if not -rank <= axis < max(rank, 1):
+        raise ShapeError(f"{what} {axis} out of range for a rank-{rank} tensor")
+    return int(axis) % max(rank, 1)
+
+
+def concrete(d: Dim, bindings: dict | None = None) -> int:
+    """A dim's integer value, substituting symbolic dims from `bindings` (name -> int)."""
+    if bindings:
+        d = d.subs({sym(k): v for k, v in bindings.items()})
+    if not d.is_Integer:
+        raise ShapeError(f"dimension {fmt_dim(d)} is not bound to a number")
+    return int(d)

@@ -1,0 +1,156 @@
+"""The usual clean-up passes: canonicalize, fold (constant folding), CSE and DCE.
+
+Each takes a graph and returns a new one (the input is not modified)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import registry
+from ..ir.graph import Graph, Node, clone, replace_uses
+from ..ir.types import numel
+
+FOLD_MAX_ELEMENTS = 64  # fold only small constants: big ones would bloat the IR text and the plan
+
+
+def _is_identity(n: Node) -> bool:
+    """Ops that return their input unchanged."""
+    x = n.inputs[0] if n.inputs else None
+    if x is None or len(n.outputs) != 1 or n.outputs[0].type != x.type:
+        return False
+    a = n.attrs
+    if n.op in ("cast", "reshape", "broadcast_to", "squeeze"):
+        return True
+    if n.op == "transpose":
+        return list(a["perm"]) == list(range(x.type.rank))
+    if n.op == "slice":
+        return all(s in (0, None) and (e is None or e == d) and st == 1
+                   for (s, e, st), d in zip(a["slices"], x.type.shape))
+    if n.op in ("pad",):
+        return all(p == [0, 0] for p in a["pads"])
+    if n.op in ("repeat",):
+        return a["repeats"] == 1
+    return False
+
+
+def canonicalize(graph: Graph) -> Graph:
+    """Drop identity ops (a cast to the same dtype, a reshape to the same shape, ...);
+    merge transpose chains and reshape chains."""
+    g = clone(graph)
+    _canon(g)
+    return g
+
+
+def _canon(g: Graph):
+    keep = []
+    for n in g.nodes:
+        if n.body is not None:
+            _canon(n.body)
+        if _is_identity(n):
+            replace_uses(g, n.outputs[0], n.inputs[0])
+            continue
+        src = n.inputs[0].producer if n.inputs and n.inputs[0] is not None else None
+        if n.op == "transpose" and src is not None and src.op == "transpose" and src in keep:
+            inner = src.attrs["perm"]
+            n.inputs = [src.inputs[0]]
+            n.attrs = {"perm": [inner[p] for p in n.attrs["perm"]]}
+            if n.attrs["perm"] == list(range(len(inner))):
+                replace_uses(g, n.outputs[0], n.inputs[0])
+                continue
+        if n.op == "reshape" and src is not None and src.op == "reshape" and src in keep:
+            n.inputs = [src.inputs[0]]
+            if n.outputs[0].type == n.inputs[0].type:
+                replace_uses(g, n.outputs[0], n.inputs[0])
+                continue
+        keep.append(n)
+    g.nodes = keep
+
+
+def fold(graph: Graph) -> Graph:
+    """Evaluate ops whose inputs are all small constants at compile time."""
+    g = clone(graph)
+    _fold(g)
+    return g
+
+
+def _fold(g: Graph):
+    from ..backends.numpy_ref import concretize
+    from ..ir.types import DTYPES
+    consts: dict = {}
+    for n in g.nodes:
+        if n.body is not None:
+            _fold(n.body)
+            continue
+        if n.op == "const":
+            consts[n.outputs[0]] = n
+            continue
+        if any(v not in consts for v in n.inputs if v is not None) or len(n.outputs) != 1:
+            continue
+        out_type = n.outputs[0].type
+        if not all(d.is_Integer for d in out_type.shape) or int(numel(out_type.shape)) > FOLD_MAX_ELEMENTS:
+            continue
+        args = [None if v is None else _const_array(consts[v]) for v in n.inputs]
+        if any(a is None for v, a in zip(n.inputs, args) if v is not None):
+            continue  # a constant of symbolic shape
+        with np.errstate(all="ignore"):
+            out = np.asarray(registry.get(n.op).ref(*args, **concretize(n.attrs, {}))).astype(DTYPES[out_type.dtype])
+        if out.dtype.kind == "f" and not np.all(np.isfinite(out)):
+            continue  # keep inf/nan producing ops visible
+        n.op, n.inputs = "const", []
+        n.attrs = {"value": out.item() if out.ndim == 0 else out.tolist(), "dtype": out_type.dtype, "shape": list(out_type.shape)}
+        consts[n.outputs[0]] = n
+
+
+def _const_array(node):
+    from ..backends.numpy_ref import concretize
+    a = node.attrs
+    if not all(getattr(d, "is_Integer", True) for d in a["shape"]):
+        return None
+    return registry.get("const").ref(**concretize(a, {}))
+
+
+def cse(graph: Graph) -> Graph:
+    """Common-subexpression elimination: one node per (op, inputs, attrs)."""
+    g = clone(graph)
+    _cse(g)
+    return g
+
+
+def _key(n: Node):
+    return (n.op, tuple(id(v) for v in n.inputs), repr(sorted(n.attrs.items())), n.annotations)
+
+
+def _cse(g: Graph):
+    seen: dict = {}
+    keep = []
+    for n in g.nodes:
+        if n.body is not None:
+            _cse(n.body)
+            keep.append(n)
+            continue
+        k = _key(n)
+        if k in seen:
+            for old, new in zip(n.outputs, seen[k].outputs):
+                replace_uses(g, old, new)
+            continue
+        seen[k] = n
+        keep.append(n)
+    g.nodes = keep
+
+
+def dce(graph: Graph) -> Graph:
+    """Dead-code elimination: drop nodes none of whose results reach an output."""
+    g = clone(graph)
+    _dce(g)
+    return g
+
+
+def _dce(g: Graph):
+    live = {v for _, v in g.outputs}
+    keep = []
+    for n in reversed(g.nodes):
+        if any(v in live for v in n.outputs):
+            if n.body is not None:
+                _dce(n.body)
+            keep.append(n)
+            live.update(v for v in n.inputs if v is not None)
+    g.nodes = keep[::-1]

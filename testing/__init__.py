@@ -1,0 +1,1 @@
+"""Testing support shipped with pnet: the tolerance policy (and, later, program generators)."""

@@ -1,0 +1,68 @@
+"""The one tolerance rule for comparing a backend or pass against the reference.
+
+It is the rule PyTorch uses to judge torch.compile: run the reference in float64 too; a result
+passes when its RMSE against the float64 result is at most k times the float32 reference's RMSE
+against it, plus a small absolute floor. It scales with reduction length by itself (the f32
+reference's own error grows with it), so no test needs a magic atol.
+  k = 2 for f32; k = 3 for f16/bf16 and for tiny tensors (fewer than TINY elements).
+Integer and bool results (quantized paths, argmax, indices) must be equal.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+K_F32 = 2.0
+K_LOW_PRECISION = 3.0
+TINY = 16
+# Absolute floor on the RMSE bound, per dtype: covers results the f32 reference happens to get exact.
+FLOOR = {"f64": 1e-12, "f32": 1e-6, "f16": 1e-3, "bf16": 1e-2}
+
+
+def rmse(a, b) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.size == 0:
+        return 0.0
+    return float(np.sqrt(np.mean((a - b) ** 2)))
+
+
+def allowed_error(ref32, ref64, dtype: str = "f32") -> float:
+    """The largest RMSE against `ref64` that a `dtype` result may have."""
+    ref32 = np.asarray(ref32)
+    k = K_LOW_PRECISION if dtype in ("f16", "bf16") or ref32.size < TINY else K_F32
+    base = rmse(ref32, ref64)
+    if dtype in ("f16", "bf16"):
+        # a half-precision result cannot beat its own rounding: scale the f32 reference's error
+        eps = {"f16": 2.0 ** -10, "bf16": 2.0 ** -7}[dtype]
+        base = max(base, eps * float(np.sqrt(np.mean(np.asarray(ref64, np.float64) ** 2))))
+    return k * base + FLOOR.get(dtype, 1e-6) * max(1.0, float(np.max(np.abs(ref64))) if np.size(ref64) else 1.0)
+
+
+def check_close(name: str, got, ref32, ref64, dtype: str = "f32") -> None:
+    """Raise AssertionError (naming the output, both errors and the bound) when `got` is not close enough."""
+    got = np.asarray(got)
+    ref64 = np.asarray(ref64)
+    if got.shape != ref64.shape:
+        raise AssertionError(f"{name}: shape {got.shape} != reference {ref64.shape}")
+    if ref64.dtype.kind in "iub":
+        if not np.array_equal(got, ref64):
+            bad = int(np.sum(got != ref64))
+            raise AssertionError(f"{name}: {bad} of {got.size} integer elements differ from the reference")
+        return
+    finite = np.isfinite(ref64)
+    if not np.array_equal(np.isfinite(got), finite):
+        raise AssertionError(f"{name}: non-finite values where the reference is finite (or the reverse)")
+    if not np.array_equal(got[~finite], ref64[~finite]):
+        raise AssertionError(f"{name}: inf/nan values differ from the reference")
+    err = rmse(got[finite], ref64[finite])
+    bound = allowed_error(np.asarray(ref32)[finite], ref64[finite], dtype)
+    if err > bound:
+        raise AssertionError(f"{name}: RMSE {err:.3g} vs float64 reference exceeds {bound:.3g} "
+                             f"(f32 reference RMSE {rmse(np.asarray(ref32)[finite], ref64[finite]):.3g})")
+
+
+def assert_outputs_close(got: dict, ref32: dict, ref64: dict, dtype: str = "f32") -> None:
+    if set(got) != set(ref64):
+        raise AssertionError(f"outputs differ: got {sorted(got)}, reference has {sorted(ref64)}")
+    for k in ref64:
+        check_close(k, got[k], ref32[k], ref64[k], dtype)

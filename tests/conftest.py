@@ -1,0 +1,44 @@
+"""Shared test helpers: discovering every .pnet model of the repo, and running one."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # generated Triton kernels must run on the CPU in tests
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_RE = re.compile(r"^\s*model\s+\w+\s*\(", re.M)
+
+
+def pnet_files(*dirs: str) -> list[Path]:
+    out = []
+    for d in dirs:
+        out += sorted((ROOT / d).rglob("*.pnet"))
+    return out
+
+
+def model_files() -> list[Path]:
+    """Every example and stdlib file that defines a model."""
+    return [p for p in pnet_files("examples", "stdlib") if MODEL_RE.search(p.read_text())]
+
+
+def small_config(path: Path) -> dict:
+    """A file's small test configuration: a `# test: --set k=v k2=v2` line in its header."""
+    for line in path.read_text().splitlines()[:30]:
+        m = re.match(r"^#\s*test:\s*(.*)$", line)
+        if m:
+            out = {}
+            for part in m.group(1).replace("--set", " ").split():
+                k, v = part.split("=", 1)
+                out[k] = v
+            return out
+    return {}
+
+
+@pytest.fixture
+def tmp_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
