@@ -268,8 +268,9 @@ class Elaborator:
         for q in s.seqs:
             if q.stop is not None:
                 lo = self._int(self.eval(q.source, frame), q.source.loc)
-                hi = self._int(self.eval(q.stop, frame), q.stop.loc)
-                t = self.emit("arange", [], {"n": hi - lo}, frame, q.loc)
+                hi = self.eval(q.stop, frame)  # may be a symbolic dim: `i in 0..T`
+                hi = hi if isinstance(hi, sympy.Basic) else self._int(hi, q.stop.loc)
+                t = self.emit("arange", [], {"n": dim(hi - lo)}, frame, q.loc)
                 if lo:
                     t = self.binary("+", t, lo, frame, q.loc)
                 seqs.append(t)

@@ -34,9 +34,10 @@ def _is_identity(n: Node) -> bool:
 
 def canonicalize(graph: Graph) -> Graph:
     """Drop identity ops (a cast to the same dtype, a reshape to the same shape, ...);
-    merge transpose chains and reshape chains."""
+    merge transpose chains and reshape chains; drop what that leaves dead."""
     g = clone(graph)
     _canon(g)
+    _dce(g)
     return g
 
 
