@@ -11,6 +11,7 @@ import numpy as np
 from .errors import PnetError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+BACKENDS = ("numpy", "torch", "triton")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,6 +102,16 @@ def cmd_show(args) -> int:
     from .ir.text import print_graph
     result = _load(args)
     g = _passes(result.graph, args)
+    if args.kernels:
+        from .backends.numpy_ref import bind_dims
+        from .passes.fuse import describe, format_plan, plan
+        kp = plan(g)
+        dims = bind_dims(g)
+        if args.json:
+            print(json.dumps(describe(kp, dims), indent=2))
+        else:
+            sys.stdout.write(format_plan(kp, dims))
+        return EXIT_OK
     if args.params:
         rows = [{"name": p.name, "shape": [str(d) for d in p.value.type.shape], "dtype": p.value.type.dtype,
                  "init": str(p.init)} for p in g.params]
@@ -121,13 +132,20 @@ def cmd_show(args) -> int:
 def cmd_run(args) -> int:
     from .backends import numpy_ref
     from .weights import load_inputs, load_params, save_params
-    if args.backend != "numpy":
-        raise UsageError(f"-b {args.backend}: unknown backend (available: numpy)")
+    if args.backend not in BACKENDS:
+        raise UsageError(f"-b {args.backend}: unknown backend (available: {', '.join(BACKENDS)})")
     result = _load(args)
     g = _passes(result.graph, args)
     inputs = load_inputs(args.inputs, g) if args.inputs else numpy_ref.random_inputs(g, args.seed)
     params = load_params(args.params, g) if args.params else numpy_ref.init_params(g, args.seed)
-    outputs = numpy_ref.run(g, inputs, params, float64=args.float64)
+    if args.backend == "numpy":
+        outputs = numpy_ref.run(g, inputs, params, float64=args.float64)
+    elif args.backend == "triton":
+        from .backends import triton as triton_backend
+        outputs = triton_backend.compile(g).run(inputs, params)
+    else:
+        from .backends import torch_backend
+        outputs = torch_backend.run(g, inputs, params)
     out_path = Path(args.output)
     tmp = out_path.with_name(out_path.name + ".tmp.npz")
     np.savez(tmp, **outputs)
@@ -138,6 +156,31 @@ def cmd_run(args) -> int:
         finite = bool(np.all(np.isfinite(v))) if v.dtype.kind == "f" else True
         print(f"{k}: {v.dtype}{list(v.shape)} mean={float(np.mean(v)):.6g} std={float(np.std(v)):.6g}" + ("" if finite else " (NOT FINITE)"))
     print(f"wrote {out_path}")
+    return EXIT_OK
+
+
+def cmd_compile(args) -> int:
+    if args.backend != "triton":
+        if args.backend == "torch":
+            from .backends.torch_source import to_source
+            result = _load(args)
+            g = _passes(result.graph, args)
+            out = Path(args.output)
+            out.write_text(to_source(g))
+            print(f"wrote {out}")
+            return EXIT_OK
+        raise UsageError(f"-b {args.backend}: compile supports triton and torch")
+    from .backends import triton as triton_backend
+    from .backends.numpy_ref import bind_dims
+    from .passes.fuse import format_plan
+    result = _load(args)
+    g = _passes(result.graph, args)
+    compiled = triton_backend.compile(g)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.py").write_text(compiled.source)
+    (out / "plan.txt").write_text(format_plan(compiled.plan, bind_dims(g)))
+    print(f"wrote {out / 'model.py'} ({len(compiled.plan.kernels)} kernels) and {out / 'plan.txt'}")
     return EXIT_OK
 
 
@@ -200,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("show", help="print the IR (or the parameters)")
     model_args(sp)
     sp.add_argument("--params", action="store_true", help="list every parameter's name, shape and dtype")
+    sp.add_argument("--kernels", action="store_true", help="the kernel plan: kernels, bytes moved, FLOPs, fallbacks")
     sp.add_argument("--after", metavar="PASS", help="print the IR after this pass of the pipeline")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_show)
@@ -215,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--float64", action="store_true", help="compute every float tensor in float64")
     sp.set_defaults(fn=cmd_run)
 
+    sp = sub.add_parser("compile", help="compile to Triton kernels + launcher (a directory), or to torch source (a file)")
+    model_args(sp)
+    sp.add_argument("-b", "--backend", default="triton")
+    sp.add_argument("-o", "--output", required=True, help="output directory (triton) or .py file (torch)")
+    sp.set_defaults(fn=cmd_compile)
+
     sp = sub.add_parser("fmt", help="print the file in canonical form")
     sp.add_argument("file")
     g = sp.add_mutually_exclusive_group()
@@ -227,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name", nargs="?")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_stdlib)
+
+    from .testing.fuzz import add_parser as add_fuzz_parser  # the differential tester's long-run mode
+    add_fuzz_parser(sub)
     return p
 
 

@@ -228,6 +228,14 @@ class Scan(Stmt):
 
 
 @dataclass
+class ExprStmt(Stmt):
+    """A call for its effect, e.g. `assert(d % h == 0, "...")`."""
+    value: Expr
+    annotations: list = field(default_factory=list)
+    loc: Loc | None = _loc()
+
+
+@dataclass
 class Tie(Stmt):
     target: str
     source: str

@@ -181,7 +181,14 @@ class Elaborator:
             raise PnetError(f"parameter init must be one of {', '.join(INIT_FNS)}, got {self._show(init)}", s.init.loc)
         name = ".".join(frame.scope + (s.name,))
         if name in self.param_locs:
-            raise PnetError(f"parameter '{name}' declared twice (first at {self.param_locs[name]}); name the calls apart with `as NAME`", s.loc)
+            first = self.param_locs[name]
+            existing = self.root.graph.param(name)
+            if first == s.loc and existing.value.type == ttype:
+                # the same declaration reached through the same call path again (`f(x) as enc`
+                # twice): the calls share their parameters
+                frame.vars[s.name] = Tensor(frame.region.lift(existing.value))
+                return
+            raise PnetError(f"parameter '{name}' declared twice (first at {first}); name the calls apart with `as NAME`", s.loc)
         self.param_locs[name] = s.loc
         v = Value(ttype)
         self.root.own.add(v)
@@ -250,6 +257,9 @@ class Elaborator:
                 self.run_block(s.body, frame)
             finally:
                 frame.scope = saved
+
+    def stmt_ExprStmt(self, s, frame):
+        self.eval(s.value, frame)
 
     def stmt_Tie(self, s: A.Tie, frame):
         self.ties.append(s)
@@ -548,6 +558,8 @@ class Elaborator:
     def ex_Call(self, e: A.Call, frame):
         fn = self.eval(e.fn, frame)
         if not isinstance(fn, Fn):
+            if isinstance(e.fn, A.Name) and self._global(e.fn.id, frame) is not None:
+                raise PnetError(f"'{e.fn.id}' is {self._show(fn)} here: a local name shadows the function '{e.fn.id}'", e.fn.loc)
             raise PnetError(f"{self._show(fn)} is not callable", e.fn.loc)
         args = [self.eval(a, frame) for a in e.args]
         kwargs = {}
@@ -855,6 +867,8 @@ class Elaborator:
             else:
                 values.append(self.const(x, const_dtype, frame, loc).value)
         opdef.check_arity(len(values))
+        if not opdef.variadic:  # absent optional inputs are explicit `None` slots in the IR
+            values += [None] * (len(opdef.inputs) - len(values))
         attrs = opdef.bind_attrs(attrs)
         attrs = {k: (self._int_if_dim(v)) for k, v in attrs.items()}
         try:
@@ -966,9 +980,10 @@ class Elaborator:
             "bool": lambda v: isinstance(v, bool),
             "str": lambda v: isinstance(v, str),
             "fn": lambda v: isinstance(v, Fn),
+            "list": lambda v: isinstance(v, (list, tuple)),
         }
         if kind is None:
-            raise PnetError(f"model hyperparameter '{p.name}' must be int, float, bool, str or fn", p.loc)
+            raise PnetError(f"model hyperparameter '{p.name}' must be int, float, bool, str, fn or list", p.loc)
         if kind == "fn" and isinstance(val, str):
             val = self.lookup(val, frame, p.loc)
         if not ok[kind](val):

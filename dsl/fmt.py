@@ -99,11 +99,17 @@ class _Printer:
     def __init__(self, comments):
         self.comments = sorted(comments)
         self.ci = 0
+        self.last_line: int | None = None  # the source line last printed
         self.out: list[str] = []
 
     def comments_before(self, line: int, indent: str):
         while self.ci < len(self.comments) and self.comments[self.ci][0] < line:
+            c_line = self.comments[self.ci][0]
+            if self.last_line is not None and c_line > self.last_line + 1 and self.out and self.out[-1].strip() \
+                    and not self.out[-1].rstrip().endswith("{"):
+                self.out.append("")  # keep one blank line where the source had some
             self.out.append(indent + self.comments[self.ci][2])
+            self.last_line = c_line
             self.ci += 1
 
     def trailing(self, line: int) -> str:
@@ -118,13 +124,17 @@ class _Printer:
         line = node.loc.line if node is not None and node.loc else None
         if line is not None:
             self.comments_before(line, indent)
-        tail = self.trailing(trailing_line if trailing_line is not None else getattr(node, "_end", line)) if line else ""
+        end = trailing_line if trailing_line is not None else getattr(node, "_end", line)
+        tail = self.trailing(end) if line else ""
         self.out.append(indent + text + tail)
+        if line:
+            self.last_line = end
 
     def block(self, stmts, indent: str, close_line: int | None):
         prev_end = None
         for s in stmts:
-            if prev_end is not None and s.loc and s.loc.line > prev_end + 1 and not self._comment_between(prev_end, s.loc.line):
+            first = s.annotations[0].loc.line if s.annotations and s.annotations[0].loc else (s.loc.line if s.loc else None)
+            if prev_end is not None and first and first > prev_end + 1 and not self._comment_between(prev_end, first):
                 self.out.append("")
             self.stmt(s, indent)
             prev_end = getattr(s, "_end", None)
@@ -153,6 +163,8 @@ class _Printer:
             self.emit(f"{pre}return {', '.join(expr(v) for v in s.values)}", s, ind)
         elif isinstance(s, A.Yield):
             self.emit(f"{pre}yield {', '.join(expr(v) for v in s.values)}", s, ind)
+        elif isinstance(s, A.ExprStmt):
+            self.emit(f"{pre}{expr(s.value)}", s, ind)
         elif isinstance(s, A.Tie):
             self.emit(f"{pre}tie {_lit(s.target)} = {_lit(s.source)}", s, ind)
         elif isinstance(s, A.If):
@@ -176,36 +188,49 @@ class _Printer:
     def compound(self, header: str, node, body, ind: str):
         self.emit(header, node, ind, trailing_line=node.loc.line if node.loc else None)
         self.block(body, ind + INDENT, getattr(node, "_end", None))
+        self.close(ind, node)
+
+    def close(self, ind: str, node):
         self.out.append(ind + "}")
+        self.last_line = getattr(node, "_end", self.last_line)
 
     def if_(self, s, ind, pre, prefix=""):
         self.emit(f"{prefix}{pre}if {expr(s.cond)} {{", s, ind, trailing_line=s.loc.line if s.loc else None)
-        other_line = s.other[0].loc.line if s.other and s.other[0].loc else getattr(s, "_end", None)
-        self.block(s.then, ind + INDENT, other_line)
+        self.block(s.then, ind + INDENT, self._then_close(s))
         if s.other is None:
-            self.out.append(ind + "}")
+            self.close(ind, s)
         elif len(s.other) == 1 and isinstance(s.other[0], A.If) and not s.other[0].annotations:
             inner = s.other[0]
             self.out.append(ind + "} else if " + expr(inner.cond) + " {")
-            self.block(inner.then, ind + INDENT, getattr(inner, "_end", None))
+            self.block(inner.then, ind + INDENT, self._then_close(inner))
             self._else_tail(inner, ind)
         else:
             self.out.append(ind + "} else {")
             self.block(s.other, ind + INDENT, getattr(s, "_end", None))
-            self.out.append(ind + "}")
+            self.close(ind, s)
+
+    @staticmethod
+    def _then_close(s) -> int | None:
+        """Where the then-block's comments stop: a comment after its last statement belongs to the
+        else block that follows (it usually introduces it); without else, to the then block."""
+        if s.other is None:
+            return getattr(s, "_end", None)
+        if s.then:
+            return getattr(s.then[-1], "_end", s.then[-1].loc.line) + 1
+        return s.loc.line + 1
 
     def _else_tail(self, s, ind):
         if s.other is None:
-            self.out.append(ind + "}")
+            self.close(ind, s)
         elif len(s.other) == 1 and isinstance(s.other[0], A.If):
             inner = s.other[0]
             self.out.append(ind + "} else if " + expr(inner.cond) + " {")
-            self.block(inner.then, ind + INDENT, getattr(inner, "_end", None))
+            self.block(inner.then, ind + INDENT, self._then_close(inner))
             self._else_tail(inner, ind)
         else:
             self.out.append(ind + "} else {")
             self.block(s.other, ind + INDENT, getattr(s, "_end", None))
-            self.out.append(ind + "}")
+            self.close(ind, s)
 
     def item(self, it):
         if isinstance(it, A.Import):
@@ -226,6 +251,7 @@ class _Printer:
         self.emit(f"{kw} {it.name}({params}){ret} {{", it, "", trailing_line=it.loc.line)
         self.block(it.body, INDENT, it.end_line or None)
         self.out.append("}")
+        self.last_line = it.end_line or self.last_line
 
 
 def format_module(module: A.Module) -> str:

@@ -266,6 +266,12 @@ class _Build(Transformer):
     def carry(self, meta, c):
         return (str(c[0]), c[1])
 
+    def call_stmt(self, meta, c):
+        name, args = c
+        pos, kw = args if args is not None else ([], [])
+        fn = self._mk(A.Name, meta, str(name))
+        return self._mk(A.ExprStmt, meta, self._mk(A.Call, meta, fn, pos, kw, None))
+
     def tie_stmt(self, meta, c):
         return self._mk(A.Tie, meta, _str_value(c[0]), _str_value(c[1]))
 

@@ -7,7 +7,7 @@ Attributes are compile-time values (ints, floats, bools, strings, lists) with de
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import sympy
@@ -33,8 +33,10 @@ class OpDef:
     flops: Callable | None = None            # (in_types, out_types, attrs) -> sympy expr
     torch: Callable | None = None            # (torch_module, *tensors, **attrs) -> tensor | tuple
     doc: str = ""
-    # Attributes whose value may be a runtime scalar tensor in the DSL (e.g. `x * 2.0` folds to `mul`).
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Triton lowering of a pointwise op: (*operand_exprs, **attrs) -> a Triton expression string
+    # computed in f32 (helpers like `_erf` live in backends/triton/prelude.py). Other kinds lower
+    # through the kernel templates of backends/triton, keyed by kind.
+    triton: Callable | None = None
 
     @property
     def variadic(self) -> bool:
@@ -99,12 +101,12 @@ def parse_signature(sig: str) -> list[tuple[str, str]]:
 
 
 def register(name: str, sig: str, *, infer, ref, kind="elementwise", attrs=None, flops=None,
-             torch=None, doc="") -> OpDef:
+             torch=None, doc="", triton=None) -> OpDef:
     if name in OPS:
         raise ValueError(f"op {name} registered twice")
     if kind not in KINDS:
         raise ValueError(f"op {name}: unknown kind {kind}")
-    opdef = OpDef(name, parse_signature(sig), dict(attrs or {}), infer, ref, kind, flops, torch, doc)
+    opdef = OpDef(name, parse_signature(sig), dict(attrs or {}), infer, ref, kind, flops, torch, doc, triton=triton)
     OPS[name] = opdef
     return opdef
 

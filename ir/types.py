@@ -5,8 +5,11 @@ from dataclasses import dataclass
 from functools import reduce
 import operator
 
+import re
+
 import numpy as np
 import sympy
+from sympy.parsing.sympy_parser import parse_expr
 
 from ..errors import ShapeError
 
@@ -71,10 +74,16 @@ def dim(value) -> Dim:
     return sympy.Integer(int(value))
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SYMPY_FUNCS = {"floor": sympy.floor, "ceiling": sympy.ceiling, "Mod": sympy.Mod, "Max": sympy.Max, "Min": sympy.Min}
+
+
 def parse_dim(text: str) -> Dim:
-    """Parse printed dim text such as `B*T` or `2*d + 1` back into a sympy expression."""
-    expr = sympy.sympify(text, locals={})
-    return expr.subs({s: sym(s.name) for s in expr.free_symbols})
+    """Parse printed dim text such as `B*T` or `2*d + 1` back into a sympy expression. Every name
+    is a dim symbol (so `S`, `N`, `E` are dims, not sympy's singletons)."""
+    names = {n: _SYMPY_FUNCS.get(n) or sym(n) for n in _NAME.findall(text)}
+    return parse_expr(text, local_dict=names, global_dict={"Integer": sympy.Integer, "Symbol": sympy.Symbol,
+                                                           "Rational": sympy.Rational, "Float": sympy.Float})
 
 
 def dims_equal(a: Dim, b: Dim) -> bool:

@@ -28,9 +28,9 @@ def _cast_like(fn):
 
 
 # ---- binary arithmetic -------------------------------------------------------------------------
-def _binary(name, fn, torch_fn, flops=1):
+def _binary(name, fn, torch_fn, triton_fn, flops=1):
     register(name, "a, b", infer=broadcast_binary, ref=lambda a, b: fn(a, b).astype(np.result_type(a, b), copy=False),
-             torch=torch_fn, flops=lambda i, o, at: flops * o[0].numel)
+             torch=torch_fn, triton=triton_fn, flops=lambda i, o, at: flops * o[0].numel)
 
 
 def _int_div(a, b):
@@ -39,21 +39,21 @@ def _int_div(a, b):
     return np.divide(a, b)
 
 
-_binary("add", np.add, lambda T, a, b: a + b)
-_binary("sub", np.subtract, lambda T, a, b: a - b)
-_binary("mul", np.multiply, lambda T, a, b: a * b)
-_binary("div", _int_div, lambda T, a, b: T.div(a, b, rounding_mode="floor") if not a.is_floating_point() and not b.is_floating_point() else a / b)
-_binary("pow", np.power, lambda T, a, b: T.pow(a, b))
-_binary("maximum", np.maximum, lambda T, a, b: T.maximum(a, b))
-_binary("minimum", np.minimum, lambda T, a, b: T.minimum(a, b))
-_binary("mod", np.mod, lambda T, a, b: T.remainder(a, b))
+_binary("add", np.add, lambda T, a, b: a + b, lambda a, b: f"({a} + {b})")
+_binary("sub", np.subtract, lambda T, a, b: a - b, lambda a, b: f"({a} - {b})")
+_binary("mul", np.multiply, lambda T, a, b: a * b, lambda a, b: f"({a} * {b})")
+_binary("div", _int_div, lambda T, a, b: T.div(a, b, rounding_mode="floor") if not a.is_floating_point() and not b.is_floating_point() else a / b,
+        lambda a, b: f"({a} / {b})")
+_binary("pow", np.power, lambda T, a, b: T.pow(a, b), lambda a, b: f"_pow({a}, {b})")
+_binary("maximum", np.maximum, lambda T, a, b: T.maximum(a, b), lambda a, b: f"tl.maximum({a}, {b})")
+_binary("minimum", np.minimum, lambda T, a, b: T.minimum(a, b), lambda a, b: f"tl.minimum({a}, {b})")
+_binary("mod", np.mod, lambda T, a, b: T.remainder(a, b), lambda a, b: f"({a} - {b} * tl.floor({a} / {b}))")
 
-for _name, _fn, _tfn in [
-    ("lt", np.less, lambda T, a, b: a < b), ("le", np.less_equal, lambda T, a, b: a <= b),
-    ("gt", np.greater, lambda T, a, b: a > b), ("ge", np.greater_equal, lambda T, a, b: a >= b),
-    ("eq", np.equal, lambda T, a, b: a == b), ("ne", np.not_equal, lambda T, a, b: a != b),
-]:
-    register(_name, "a, b", infer=compare_binary, ref=_fn, torch=_tfn)
+for _name, _fn, _sym in [("lt", np.less, "<"), ("le", np.less_equal, "<="), ("gt", np.greater, ">"),
+                         ("ge", np.greater_equal, ">="), ("eq", np.equal, "=="), ("ne", np.not_equal, "!=")]:
+    register(_name, "a, b", infer=compare_binary, ref=_fn,
+             torch=lambda T, a, b, _op=_sym: eval(f"a {_op} b"),  # noqa: S307 - a fixed operator table
+             triton=lambda a, b, _op=_sym: f"({a} {_op} {b})")
 
 
 def _bool_binary(types, attrs):
@@ -63,10 +63,12 @@ def _bool_binary(types, attrs):
     return compare_binary(types, attrs)
 
 
-register("logical_and", "a, b", infer=_bool_binary, ref=np.logical_and, torch=lambda T, a, b: a & b)
-register("logical_or", "a, b", infer=_bool_binary, ref=np.logical_or, torch=lambda T, a, b: a | b)
+register("logical_and", "a, b", infer=_bool_binary, ref=np.logical_and, torch=lambda T, a, b: a & b,
+         triton=lambda a, b: f"({a} & {b})")
+register("logical_or", "a, b", infer=_bool_binary, ref=np.logical_or, torch=lambda T, a, b: a | b,
+         triton=lambda a, b: f"({a} | {b})")
 register("logical_not", "a", infer=lambda t, a: _bool_binary([t[0], t[0]], a), ref=np.logical_not,
-         torch=lambda T, a: ~a)
+         torch=lambda T, a: ~a, triton=lambda a: f"({a} == 0)")
 
 
 def _where_infer(types, attrs):
@@ -79,12 +81,17 @@ def _where_infer(types, attrs):
 
 register("where", "cond, a, b", infer=_where_infer,
          ref=lambda c, a, b: np.where(c, a, b).astype(np.result_type(a, b), copy=False),
-         torch=lambda T, c, a, b: T.where(c, a, b))
+         torch=lambda T, c, a, b: T.where(c, a, b), triton=lambda c, a, b: f"tl.where({c}, {a}, {b})")
 
 # ---- unary math ----------------------------------------------------------------------------------
-def _unary(name, fn, torch_fn, float_only=True, attrs=None, flops=1, doc=""):
+def _unary(name, fn, torch_fn, triton_fn, float_only=True, attrs=None, flops=1, doc=""):
     register(name, "x", infer=float_unary(name) if float_only else same_as_first, ref=_cast_like(fn),
-             torch=torch_fn, attrs=attrs, flops=lambda i, o, at: flops * o[0].numel, doc=doc)
+             torch=torch_fn, triton=triton_fn, attrs=attrs, flops=lambda i, o, at: flops * o[0].numel, doc=doc)
+
+
+def _clamp_expr(x, lo, hi):
+    out = x if lo is None else f"tl.maximum({x}, {float(lo)!r})"
+    return out if hi is None else f"tl.minimum({out}, {float(hi)!r})"
 
 
 def _sigmoid(x):
@@ -110,39 +117,44 @@ def _gelu(x, approximate="none"):
     return 0.5 * x * (1 + erf(x / math.sqrt(2)))
 
 
-_unary("neg", np.negative, lambda T, x: -x, float_only=False)
-_unary("abs", np.abs, lambda T, x: T.abs(x), float_only=False)
-_unary("sign", np.sign, lambda T, x: T.sign(x), float_only=False)
-_unary("exp", np.exp, lambda T, x: T.exp(x))
-_unary("log", np.log, lambda T, x: T.log(x))
-_unary("sqrt", np.sqrt, lambda T, x: T.sqrt(x))
-_unary("rsqrt", lambda x: 1 / np.sqrt(x), lambda T, x: T.rsqrt(x))
-_unary("reciprocal", lambda x: 1 / x, lambda T, x: T.reciprocal(x))
-_unary("square", np.square, lambda T, x: x * x, float_only=False)
-_unary("sin", np.sin, lambda T, x: T.sin(x))
-_unary("cos", np.cos, lambda T, x: T.cos(x))
-_unary("tanh", np.tanh, lambda T, x: T.tanh(x))
-_unary("erf", erf, lambda T, x: T.erf(x))
-_unary("floor", np.floor, lambda T, x: T.floor(x))
-_unary("round", np.round, lambda T, x: T.round(x), doc="round half to even, like numpy and torch")
-_unary("sigmoid", _sigmoid, lambda T, x: T.sigmoid(x), flops=4)
-_unary("relu", lambda x: np.maximum(x, 0), lambda T, x: T.relu(x), float_only=False)
+_unary("neg", np.negative, lambda T, x: -x, lambda x: f"(-{x})", float_only=False)
+_unary("abs", np.abs, lambda T, x: T.abs(x), lambda x: f"tl.abs({x})", float_only=False)
+_unary("sign", np.sign, lambda T, x: T.sign(x), lambda x: f"_sign({x})", float_only=False)
+_unary("exp", np.exp, lambda T, x: T.exp(x), lambda x: f"tl.exp({x})")
+_unary("log", np.log, lambda T, x: T.log(x), lambda x: f"tl.log({x})")
+_unary("sqrt", np.sqrt, lambda T, x: T.sqrt(x), lambda x: f"tl.sqrt({x})")
+_unary("rsqrt", lambda x: 1 / np.sqrt(x), lambda T, x: T.rsqrt(x), lambda x: f"(1.0 / tl.sqrt({x}))")
+_unary("reciprocal", lambda x: 1 / x, lambda T, x: T.reciprocal(x), lambda x: f"(1.0 / {x})")
+_unary("square", np.square, lambda T, x: x * x, lambda x: f"({x} * {x})", float_only=False)
+_unary("sin", np.sin, lambda T, x: T.sin(x), lambda x: f"tl.sin({x})")
+_unary("cos", np.cos, lambda T, x: T.cos(x), lambda x: f"tl.cos({x})")
+_unary("tanh", np.tanh, lambda T, x: T.tanh(x), lambda x: f"_tanh({x})")
+_unary("erf", erf, lambda T, x: T.erf(x), lambda x: f"_erf({x})")
+_unary("floor", np.floor, lambda T, x: T.floor(x), lambda x: f"tl.floor({x})")
+_unary("round", np.round, lambda T, x: T.round(x), lambda x: f"_round_even({x})", doc="round half to even, like numpy and torch")
+_unary("sigmoid", _sigmoid, lambda T, x: T.sigmoid(x), lambda x: f"tl.sigmoid({x})", flops=4)
+_unary("relu", lambda x: np.maximum(x, 0), lambda T, x: T.relu(x), lambda x: f"tl.maximum({x}, 0.0)", float_only=False)
 _unary("leaky_relu", lambda x, alpha: np.where(x >= 0, x, alpha * x),
-       lambda T, x, alpha: T.nn.functional.leaky_relu(x, alpha), attrs={"alpha": 0.01})
+       lambda T, x, alpha: T.nn.functional.leaky_relu(x, alpha),
+       lambda x, alpha: f"tl.where({x} >= 0, {x}, {alpha!r} * {x})", attrs={"alpha": 0.01})
 _unary("elu", lambda x, alpha: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
-       lambda T, x, alpha: T.nn.functional.elu(x, alpha), attrs={"alpha": 1.0}, flops=3)
+       lambda T, x, alpha: T.nn.functional.elu(x, alpha),
+       lambda x, alpha: f"tl.where({x} > 0, {x}, {alpha!r} * (tl.exp(tl.minimum({x}, 0.0)) - 1.0))", attrs={"alpha": 1.0}, flops=3)
 _unary("gelu", _gelu, lambda T, x, approximate: T.nn.functional.gelu(x, approximate=approximate),
+       lambda x, approximate: f"_gelu_tanh({x})" if approximate == "tanh" else f"_gelu({x})",
        attrs={"approximate": "none"}, flops=8)
-_unary("silu", lambda x: x * _sigmoid(x), lambda T, x: T.nn.functional.silu(x), flops=5)
+_unary("silu", lambda x: x * _sigmoid(x), lambda T, x: T.nn.functional.silu(x), lambda x: f"({x} * tl.sigmoid({x}))", flops=5)
 _unary("softplus", _softplus, lambda T, x, beta, threshold: T.nn.functional.softplus(x, beta, threshold),
+       lambda x, beta, threshold: f"_softplus({x}, {float(beta)!r}, {float(threshold)!r})",
        attrs={"beta": 1.0, "threshold": 20.0}, flops=4)
-_unary("hardswish", lambda x: x * np.clip(x + 3, 0, 6) / 6, lambda T, x: T.nn.functional.hardswish(x), flops=4)
-_unary("hardsigmoid", lambda x: np.clip(x + 3, 0, 6) / 6, lambda T, x: T.nn.functional.hardsigmoid(x), flops=3)
-_unary("heaviside", lambda x: (x > 0).astype(x.dtype), lambda T, x: (x > 0).to(x.dtype), float_only=False,
+_unary("hardswish", lambda x: x * np.clip(x + 3, 0, 6) / 6, lambda T, x: T.nn.functional.hardswish(x), lambda x: f"({x} * tl.minimum(tl.maximum({x} + 3.0, 0.0), 6.0) / 6.0)", flops=4)
+_unary("hardsigmoid", lambda x: np.clip(x + 3, 0, 6) / 6, lambda T, x: T.nn.functional.hardsigmoid(x), lambda x: f"(tl.minimum(tl.maximum({x} + 3.0, 0.0), 6.0) / 6.0)", flops=3)
+_unary("heaviside", lambda x: (x > 0).astype(x.dtype), lambda T, x: (x > 0).to(x.dtype), lambda x: f"tl.where({x} > 0, 1.0, 0.0)", float_only=False,
        doc="step function: 1 where x > 0 else 0 (spiking neurons)")
 _unary("clamp", lambda x, min, max: np.clip(x, -np.inf if min is None else min, np.inf if max is None else max),
-       lambda T, x, min, max: T.clamp(x, min, max), float_only=False, attrs={"min": None, "max": None})
-_unary("scale", lambda x, factor: x * factor, lambda T, x, factor: x * factor, float_only=False,
+       lambda T, x, min, max: T.clamp(x, min, max),
+       lambda x, min, max: _clamp_expr(x, min, max), float_only=False, attrs={"min": None, "max": None})
+_unary("scale", lambda x, factor: x * factor, lambda T, x, factor: x * factor, lambda x, factor: f"({x} * {float(factor)!r})", float_only=False,
        attrs={"factor": REQUIRED}, doc="multiply by a compile-time constant")
 
 
@@ -161,7 +173,17 @@ def torch_dtype(T, name):
     return getattr(T, _TORCH_DTYPE[name])
 
 
-register("cast", "x", attrs={"dtype": REQUIRED}, infer=_cast_infer,
+def _cast_triton(x, dtype):
+    if dtype == "bool":
+        return f"({x} != 0)"
+    if dtype in ("f64",):
+        return f"{x}.to(tl.float64)"
+    if dtype in ("f32", "f16", "bf16"):
+        return f"{x}.to(tl.float32)"  # kernels compute floats in f32; the store casts
+    return f"{x}.to(tl.{ {'i64': 'int64', 'i32': 'int32', 'i8': 'int8', 'u8': 'uint8'}[dtype] })"
+
+
+register("cast", "x", attrs={"dtype": REQUIRED}, infer=_cast_infer, triton=_cast_triton,
          ref=lambda x, dtype: x.astype(DTYPES[dtype]) if not (np.issubdtype(x.dtype, np.floating) and dtype in ("f32", "bf16", "f16") and x.dtype == np.float64) else x,
          torch=lambda T, x, dtype: x.to(torch_dtype(T, dtype)), flops=lambda i, o, a: 0)
 

@@ -164,6 +164,11 @@ def _fmt(v):
 
 
 def _slice_ref(x, slices):
+    # symbolic bounds are only known now: a slice past the end must not silently shorten
+    for axis, (a, b, c) in enumerate(slices):
+        if not 0 <= int(a) <= int(b) <= x.shape[axis]:
+            from ...errors import PnetError
+            raise PnetError(f"slice {int(a)}:{int(b)} out of range for axis {axis} of size {x.shape[axis]}")
     idx = tuple(slice(int(a), int(b), int(c)) for a, b, c in slices)
     return x[idx]
 

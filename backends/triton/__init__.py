@@ -1,0 +1,49 @@
+"""The Triton backend: kernel plan -> generated module (kernels + launcher), cached on disk by a
+hash of the IR, run on a GPU or under Triton's interpreter (TRITON_INTERPRET=1) on the CPU."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...ir.graph import Graph
+from ...ir.text import print_graph
+
+CODEGEN_VERSION = "1"
+
+
+@dataclass
+class Compiled:
+    graph: Graph
+    source: str
+    plan: object
+    key: str
+
+    def module(self):
+        from . import runtime
+        return runtime.load(self.key, self.source)
+
+    def run(self, inputs: dict, params: dict, device: str | None = None) -> dict:
+        """Run on numpy arrays (or torch tensors); returns numpy arrays by output name."""
+        import torch
+
+        from . import runtime
+        mode = runtime.ensure_mode()
+        dev = device or ("cuda" if mode == "gpu" else "cpu")
+        mod = self.module()
+        t_in = {k: torch.as_tensor(np.ascontiguousarray(v)).to(dev) for k, v in inputs.items()}
+        t_par = {k: torch.as_tensor(np.ascontiguousarray(v)).to(dev) for k, v in params.items()}
+        out = mod.forward(t_in, t_par)
+        result = {}
+        for k, v in out.items():
+            v = v.detach().cpu()
+            result[k] = (v.float() if v.dtype == torch.bfloat16 else v).numpy()
+        return result
+
+
+def compile(graph: Graph) -> Compiled:
+    from .codegen import generate
+    source, plan = generate(graph)
+    key = hashlib.sha256((CODEGEN_VERSION + print_graph(graph) + source).encode()).hexdigest()[:20]
+    return Compiled(graph, source, plan, key)

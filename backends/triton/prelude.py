@@ -1,0 +1,65 @@
+"""Device helpers the generated kernels call. Written with `tl.*` primitives only: libdevice
+functions fail under Triton's interpreter, which is how CI runs every kernel.
+Import this module only after `runtime.ensure_mode()` has set TRITON_INTERPRET where needed."""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _tanh(x):
+    # odd, and exp of a non-positive argument never overflows
+    t = tl.exp(-2.0 * tl.abs(x))
+    y = (1.0 - t) / (1.0 + t)
+    return tl.where(x < 0, -y, y)
+
+
+@triton.jit
+def _erf(x):
+    # erfc Chebyshev fit (Numerical Recipes), fractional error < 1.2e-7
+    z = tl.abs(x)
+    t = 1.0 / (1.0 + 0.5 * z)
+    p = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (
+        0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
+    r = 1.0 - t * tl.exp(p)
+    return tl.where(x < 0, -r, r)
+
+
+@triton.jit
+def _gelu(x):
+    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+
+
+@triton.jit
+def _gelu_tanh(x):
+    return 0.5 * x * (1.0 + _tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
+
+@triton.jit
+def _softplus(x, beta, threshold):
+    z = beta * x
+    soft = (tl.maximum(z, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(z)))) / beta
+    return tl.where(z > threshold, x, soft)
+
+
+@triton.jit
+def _sign(x):
+    return tl.where(x > 0, 1.0, tl.where(x < 0, -1.0, 0.0))
+
+
+@triton.jit
+def _round_even(x):
+    r = tl.floor(x + 0.5)
+    tie = (r - x) == 0.5
+    odd = (r - 2.0 * tl.floor(r * 0.5)) != 0.0
+    return tl.where(tie & odd, r - 1.0, r)
+
+
+@triton.jit
+def _pow(a, b):
+    # a ** b for real a: negative bases need an integer exponent (else nan), like numpy
+    mag = tl.exp(b * tl.log(tl.abs(a)))
+    b_int = tl.floor(b) == b
+    odd = b_int & ((b - 2.0 * tl.floor(b * 0.5)) != 0.0)
+    neg = tl.where(b_int, tl.where(odd, -mag, mag), float("nan"))
+    zero = tl.where(b == 0.0, 1.0, tl.where(b > 0.0, 0.0, float("inf")))
+    return tl.where(a > 0, mag, tl.where(a == 0, zero, neg))

@@ -1,0 +1,294 @@
+"""Fusion: group the IR into a kernel plan.
+
+Rules (greedy, in program order):
+- view ops (transpose, expand_dims, squeeze, broadcast_to, slice, and reshape of a contiguous
+  value) never run as kernels: backends express them as strides (index arithmetic);
+- a pointwise op joins the kernel that produces one of its operands when that kernel accepts an
+  epilogue of its output shape (a pointwise chain, a matmul, a reduction over rows) and every other
+  operand is already in memory (or a scalar constant, folded into the code);
+- matmul, reductions and norms (softmax, layernorm, rmsnorm, ...), attention, scan and the other
+  ops start kernels of their own kind.
+The plan's figures (kernels, bytes, FLOPs) are deterministic, so tests pin them per model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy
+
+from ..ir import registry
+from ..ir.graph import Graph, Node, Value
+from ..ir.types import BYTES, is_float, numel
+
+VIEW_OPS = {"transpose", "expand_dims", "squeeze", "broadcast_to", "slice", "reshape"}
+REDUCE_OPS = {"sum", "mean", "max", "min", "logsumexp", "var", "std", "argmax", "argmin"}
+ROW_OPS = {"softmax", "log_softmax", "layernorm", "rmsnorm"}
+
+
+@dataclass(eq=False)
+class Kernel:
+    name: str
+    kind: str                      # pointwise | matmul | reduction | rownorm | attention | scan | fallback
+    nodes: list[Node] = field(default_factory=list)
+    inputs: list[Value] = field(default_factory=list)     # read from memory
+    outputs: list[Value] = field(default_factory=list)    # written to memory
+    body: "KernelPlan | None" = None                        # the per-step plan of a scan
+
+    @property
+    def anchor(self) -> Node:
+        return self.nodes[0]
+
+    @property
+    def ops(self) -> list[str]:
+        return [n.op for n in self.nodes]
+
+
+@dataclass(eq=False)
+class KernelPlan:
+    graph: Graph
+    kernels: list[Kernel]
+    views: list[Node]              # nodes computed as index arithmetic (no kernel, no bytes)
+    scalars: dict[Value, object]   # scalar constants folded into kernel code
+
+    def totals(self, bindings: dict | None = None) -> dict:
+        """Plan figures with symbolic dims bound (name -> int); unbound ones stay as expressions."""
+        b = {sympy.Symbol(k, integer=True, positive=True): v for k, v in (bindings or {}).items()}
+
+        def num(expr):
+            e = sympy.sympify(expr).subs(b)
+            return int(e) if e.is_number else str(e)
+
+        f = self.figures()
+        g = self.graph
+        compulsory = sum((_bytes(v) for v in [v for _, v in g.inputs] + [p.value for p in g.params] + [v for _, v in g.outputs]),
+                         sympy.Integer(0))
+        return {"kernels": f["kernels"], "bytes_read": num(f["read"]), "bytes_written": num(f["written"]),
+                "bytes": num(f["read"] + f["written"]), "compulsory_bytes": num(compulsory), "flops": num(f["flops"]),
+                "fallbacks": f["fallbacks"], "fallback_ops": sorted(set(f["fallback_ops"]))}
+
+    def figures(self) -> dict:
+        """Symbolic totals (for a scan body, multiplied by the step count by the caller)."""
+        read = written = flops = sympy.Integer(0)
+        n = fb = 0
+        ops: list[str] = []
+        for k in self.kernels:
+            if k.kind == "scan":
+                inner = k.body.figures()
+                steps = k.anchor.attrs["length"]
+                read += inner["read"] * steps
+                written += inner["written"] * steps
+                flops += inner["flops"] * steps
+                n += inner["kernels"]
+                fb += inner["fallbacks"]
+                ops += inner["fallback_ops"]
+                continue
+            n += 1
+            read += sum((_bytes(v) for v in k.inputs), sympy.Integer(0))
+            written += sum((_bytes(v) for v in k.outputs), sympy.Integer(0))
+            flops += _flops(k.nodes)
+            if k.kind == "fallback":
+                fb += 1
+                ops += k.ops
+        return {"read": read, "written": written, "flops": flops, "kernels": n, "fallbacks": fb, "fallback_ops": ops}
+
+
+def _bytes(v: Value) -> sympy.Expr:
+    return numel(v.type.shape) * BYTES[v.type.dtype]
+
+
+def _flops(nodes) -> sympy.Expr:
+    total = sympy.Integer(0)
+    for n in nodes:
+        opdef = registry.get(n.op)
+        total += opdef.count_flops([v.type if v is not None else None for v in n.inputs], [v.type for v in n.outputs], n.attrs)
+    return total
+
+
+def is_scalar_const(n: Node) -> bool:
+    return n.op == "const" and not isinstance(n.attrs["value"], (list, tuple)) and all(d == 1 for d in n.outputs[0].type.shape) \
+        and len(n.outputs[0].type.shape) == 0
+
+
+def pointwise_ok(n: Node) -> bool:
+    """A pointwise op the Triton backend computes inside a fused kernel."""
+    opdef = registry.get(n.op)
+    if opdef.kind != "elementwise" or opdef.triton is None:
+        return False
+    out = n.outputs[0].type.dtype
+    return is_float(out) or out == "bool" or n.op == "cast"
+
+
+def plan(graph: Graph) -> KernelPlan:
+    return _Planner(graph).run()
+
+
+class _Planner:
+    def __init__(self, graph: Graph):
+        self.g = graph
+        self.kernels: list[Kernel] = []
+        self.views: list[Node] = []
+        self.scalars: dict[Value, object] = {}
+        self.kernel_of: dict[Value, Kernel] = {}   # value -> kernel computing it
+        self.contiguous: set[Value] = set()
+        self.uses = _uses(graph)
+
+    def run(self) -> KernelPlan:
+        g = self.g
+        self.contiguous.update(v for _, v in g.inputs)
+        self.contiguous.update(p.value for p in g.params)
+        for n in g.nodes:
+            self.place(n)
+        outputs = {v for _, v in g.outputs}
+        for k in self.kernels:
+            inside = {v for n in k.nodes for v in n.outputs}
+            seen_in = []
+            for n in k.nodes:
+                for v in n.inputs:
+                    if v is None or v in inside or v in self.scalars or v in seen_in:
+                        continue
+                    seen_in.append(v)
+            k.inputs = [self.storage(v) for v in seen_in]
+            k.inputs = list(dict.fromkeys(k.inputs))
+            k.outputs = [v for n in k.nodes for v in n.outputs
+                         if v in outputs or any(u not in k.nodes for u in self.uses.get(v, []))]
+        for i, k in enumerate(self.kernels):
+            k.name = f"k{i}_{'_'.join(dict.fromkeys(k.ops))}"[:48]
+        return KernelPlan(g, self.kernels, self.views, self.scalars)
+
+    def storage(self, v: Value) -> Value:
+        """The value actually read from memory for `v` (a view reads its base)."""
+        while v.producer is not None and v.producer in self.views:
+            v = v.producer.inputs[0]
+        return v
+
+    def new(self, kind, n) -> Kernel:
+        k = Kernel("", kind, [n])
+        self.kernels.append(k)
+        for v in n.outputs:
+            self.kernel_of[v] = k
+            self.contiguous.add(v)
+        return k
+
+    def place(self, n: Node):
+        if is_scalar_const(n):
+            self.scalars[n.outputs[0]] = n.attrs["value"]
+            return
+        if n.op in VIEW_OPS and self._is_view(n):
+            self.views.append(n)
+            if n.op in ("expand_dims", "squeeze") or (n.op == "reshape"):
+                if n.inputs[0] in self.contiguous:
+                    self.contiguous.add(n.outputs[0])
+            return
+        if n.op == "scan":
+            k = self.new("scan", n)
+            k.body = plan(n.body)
+            return
+        opdef = registry.get(n.op)
+        if opdef.kind == "elementwise" and pointwise_ok(n):
+            host = self._epilogue_host(n)
+            if host is not None:
+                host.nodes.append(n)
+                for v in n.outputs:
+                    self.kernel_of[v] = host
+                    self.contiguous.add(v)
+                return
+            self.new("pointwise", n)
+            return
+        if n.op == "matmul" and all(v.type.rank >= 2 for v in n.inputs) and all(is_float(v.type.dtype) for v in n.inputs):
+            self.new("matmul", n)
+            return
+        if n.op in REDUCE_OPS and is_float(n.inputs[0].type.dtype):
+            self.new("reduction", n)
+            return
+        if n.op in ROW_OPS:
+            self.new("rownorm", n)
+            return
+        if n.op == "sdpa" and all(is_float(v.type.dtype) for v in n.inputs[:3]):
+            self.new("attention", n)
+            return
+        self.new("fallback", n)
+
+    def _is_view(self, n: Node) -> bool:
+        if n.op == "reshape":
+            return n.inputs[0] in self.contiguous  # reshaping a strided view needs a copy
+        return True
+
+    def _epilogue_host(self, n: Node) -> Kernel | None:
+        """The kernel this pointwise op can join: the producer of one operand, when every other
+        operand is in memory already or a folded scalar, and the iteration space matches."""
+        out_shape = n.outputs[0].type.shape
+        for v in n.inputs:
+            k = self.kernel_of.get(v)
+            if k is None or k.kind not in ("pointwise", "matmul"):
+                continue
+            if k.kind == "matmul" and (len(k.nodes) > 0 and k.nodes[0].outputs[0].type.shape != out_shape):
+                continue
+            if k.kind == "pointwise" and k.nodes[0].outputs[0].type.shape != out_shape:
+                continue
+            if all(u is None or u in self.scalars or self.kernel_of.get(u) is k or self._ready(u, k) for u in n.inputs):
+                return k
+        # horizontal fusion: an op that reads only memory joins the latest pointwise kernel of its shape
+        last = self.kernels[-1] if self.kernels else None
+        if last is not None and last.kind == "pointwise" and last.nodes[0].outputs[0].type.shape == out_shape \
+                and all(u is None or u in self.scalars or self._ready(u, last) for u in n.inputs):
+            return last
+        return None
+
+    def _ready(self, v: Value, k: Kernel) -> bool:
+        """`v` is in memory before kernel `k` runs: a graph input/param, or made by an earlier kernel
+        (or a view of such)."""
+        base = self.storage(v)
+        producer = self.kernel_of.get(base)
+        return producer is None or (producer is not k and self.kernels.index(producer) < self.kernels.index(k))
+
+
+def _uses(g: Graph) -> dict[Value, list[Node]]:
+    out: dict[Value, list[Node]] = {}
+    for n in g.nodes:
+        for v in n.inputs:
+            if v is not None:
+                out.setdefault(v, []).append(n)
+    return out
+
+
+def describe(p: KernelPlan, bindings: dict | None = None) -> dict:
+    """The plan as data: each kernel (ops, inputs, outputs, bytes, FLOPs) and the totals."""
+    b = {sympy.Symbol(k, integer=True, positive=True): v for k, v in (bindings or {}).items()}
+
+    def num(e):
+        e = sympy.sympify(e).subs(b)
+        return int(e) if e.is_number else str(e)
+
+    rows = []
+    for k in p.kernels:
+        row = {"name": k.name, "kind": k.kind, "ops": k.ops,
+               "inputs": [str(v.type) for v in k.inputs], "outputs": [str(v.type) for v in k.outputs]}
+        if k.kind == "scan":
+            inner = describe(k.body, bindings)
+            row["steps"] = num(k.anchor.attrs["length"])
+            row["body"] = inner["kernels"]
+        else:
+            row["bytes"] = num(sum((_bytes(v) for v in k.inputs + k.outputs), sympy.Integer(0)))
+            row["flops"] = num(_flops(k.nodes))
+        rows.append(row)
+    return {"kernels": rows, "totals": p.totals(bindings)}
+
+
+def format_plan(p: KernelPlan, bindings: dict | None = None, indent: str = "") -> str:
+    d = describe(p, bindings)
+    lines = []
+    for row in d["kernels"]:
+        ins = ", ".join(row["inputs"])
+        outs = ", ".join(row["outputs"])
+        if row["kind"] == "scan":
+            lines.append(f"{indent}{row['name']:<34} scan x{row['steps']}: ({ins}) -> ({outs})")
+            lines.append(format_plan(p.kernels[d['kernels'].index(row)].body, bindings, indent + "    ").rstrip("\n").split("\ntotals")[0])
+            continue
+        tag = "  [torch fallback]" if row["kind"] == "fallback" else ""
+        lines.append(f"{indent}{row['name']:<34} {row['kind']:<9} ({ins}) -> ({outs})  bytes={row['bytes']} flops={row['flops']}{tag}")
+    if not indent:
+        t = d["totals"]
+        lines.append(f"totals: kernels={t['kernels']} bytes={t['bytes']} (read {t['bytes_read']}, written {t['bytes_written']}) "
+                     f"compulsory={t['compulsory_bytes']} flops={t['flops']} fallbacks={t['fallbacks']}"
+                     + (f" ({', '.join(t['fallback_ops'])})" if t["fallback_ops"] else ""))
+    return "\n".join(lines) + "\n"
