@@ -135,7 +135,13 @@ class Elaborator:
                 return raw.lower() in ("true", "1")
             if kind == "fn":
                 return self.lookup(raw, frame, p.loc)
-        except ValueError:
+            if kind == "list":
+                import ast as pyast
+                value = pyast.literal_eval(raw)
+                if not isinstance(value, (list, tuple)):
+                    raise ValueError
+                return list(value)
+        except (ValueError, SyntaxError):
             raise PnetError(f"--set {p.name}={raw}: expected {kind}") from None
         return raw
 

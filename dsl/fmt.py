@@ -19,6 +19,8 @@ def _prec(e) -> float:
         return 4 if e.op == "not" else 8
     if isinstance(e, A.AnnotatedExpr):
         return 9.5
+    if isinstance(e, A.Call) and e.scope_name:
+        return 9.7  # `f(x) as name` must be parenthesized before `[...]`, `.attr` or `(...)`
     if isinstance(e, A.Literal) and isinstance(e.value, (int, float)) and not isinstance(e.value, bool) and e.value < 0:
         return 8
     return 11

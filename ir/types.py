@@ -19,6 +19,9 @@ DTYPES: dict[str, np.dtype] = {
     "bf16": np.dtype("float32"), "i64": np.dtype("int64"), "i32": np.dtype("int32"),
     "i8": np.dtype("int8"), "u8": np.dtype("uint8"), "bool": np.dtype("bool"),
 }
+NP_NAMES = {np.dtype("float64"): "f64", np.dtype("float32"): "f32", np.dtype("float16"): "f16", np.dtype("int64"): "i64",
+            np.dtype("int32"): "i32", np.dtype("int8"): "i8", np.dtype("uint8"): "u8", np.dtype("bool"): "bool",
+            np.dtype("int16"): "i32", np.dtype("uint16"): "i32", np.dtype("uint32"): "i64", np.dtype("uint64"): "i64"}
 FLOAT_DTYPES = ("f64", "f32", "f16", "bf16")
 INT_DTYPES = ("i64", "i32", "i8", "u8")
 BYTES = {"f64": 8, "f32": 4, "f16": 2, "bf16": 2, "i64": 8, "i32": 4, "i8": 1, "u8": 1, "bool": 1}
@@ -48,7 +51,9 @@ def promote(a: str, b: str) -> str:
         return a
     if is_float(b):
         return b
-    return a if _INT_RANK[a] >= _INT_RANK[b] else b
+    if _INT_RANK[a] == _INT_RANK[b]:  # i8 with u8: a wider signed type holds both (symmetric)
+        return "i32"
+    return a if _INT_RANK[a] > _INT_RANK[b] else b
 
 
 _symbols: dict[str, sympy.Symbol] = {}

@@ -49,6 +49,7 @@ class KernelPlan:
     kernels: list[Kernel]
     views: list[Node]              # nodes computed as index arithmetic (no kernel, no bytes)
     scalars: dict[Value, object]   # scalar constants folded into kernel code
+    layouts: dict = field(default_factory=dict)  # value -> storage permutation (default: contiguous)
 
     def totals(self, bindings: dict | None = None) -> dict:
         """Plan figures with symbolic dims bound (name -> int); unbound ones stay as expressions."""
@@ -105,8 +106,10 @@ def _flops(nodes) -> sympy.Expr:
 
 
 def is_scalar_const(n: Node) -> bool:
-    return n.op == "const" and not isinstance(n.attrs["value"], (list, tuple)) and all(d == 1 for d in n.outputs[0].type.shape) \
-        and len(n.outputs[0].type.shape) == 0
+    """A rank-0 constant with a known value: folded into kernel code as a literal."""
+    value = n.attrs.get("value") if n.op == "const" else None
+    known = isinstance(value, (bool, int, float)) or (isinstance(value, sympy.Basic) and value.is_number)
+    return n.op == "const" and known and len(n.outputs[0].type.shape) == 0
 
 
 def pointwise_ok(n: Node) -> bool:
@@ -119,7 +122,10 @@ def pointwise_ok(n: Node) -> bool:
 
 
 def plan(graph: Graph) -> KernelPlan:
-    return _Planner(graph).run()
+    """The kernel plan of `graph` (after lowering composite ops, see passes/decompose.py);
+    `plan.graph` is the graph the kernels compute."""
+    from .decompose import decompose
+    return _Planner(decompose(graph)).run()
 
 
 class _Planner:
@@ -130,6 +136,8 @@ class _Planner:
         self.scalars: dict[Value, object] = {}
         self.kernel_of: dict[Value, Kernel] = {}   # value -> kernel computing it
         self.contiguous: set[Value] = set()
+        self.contiguous_after_transpose: set[Value] = set()
+        self.layouts: dict[Value, list[int]] = {}  # value -> the permutation its buffer is stored in
         self.uses = _uses(graph)
 
     def run(self) -> KernelPlan:
@@ -153,7 +161,7 @@ class _Planner:
                          if v in outputs or any(u not in k.nodes for u in self.uses.get(v, []))]
         for i, k in enumerate(self.kernels):
             k.name = f"k{i}_{'_'.join(dict.fromkeys(k.ops))}"[:48]
-        return KernelPlan(g, self.kernels, self.views, self.scalars)
+        return KernelPlan(g, self.kernels, self.views, self.scalars, self.layouts)
 
     def storage(self, v: Value) -> Value:
         """The value actually read from memory for `v` (a view reads its base)."""
@@ -178,10 +186,12 @@ class _Planner:
             if n.op in ("expand_dims", "squeeze") or (n.op == "reshape"):
                 if n.inputs[0] in self.contiguous:
                     self.contiguous.add(n.outputs[0])
+            if n.outputs[0] in self.contiguous_after_transpose:
+                self.contiguous.add(n.outputs[0])
             return
         if n.op == "scan":
             k = self.new("scan", n)
-            k.body = plan(n.body)
+            k.body = _Planner(n.body).run()  # already lowered with its parent graph
             return
         opdef = registry.get(n.op)
         if opdef.kind == "elementwise" and pointwise_ok(n):
@@ -195,6 +205,12 @@ class _Planner:
             self.new("pointwise", n)
             return
         if n.op == "matmul" and all(v.type.rank >= 2 for v in n.inputs) and all(is_float(v.type.dtype) for v in n.inputs):
+            sibling = self._matmul_sibling(n)
+            if sibling is not None:  # same A operand: one kernel loads A once for every product
+                sibling.nodes.append(n)
+                self.kernel_of[n.outputs[0]] = sibling
+                self.contiguous.add(n.outputs[0])
+                return
             self.new("matmul", n)
             return
         if n.op in REDUCE_OPS and is_float(n.inputs[0].type.dtype):
@@ -203,10 +219,37 @@ class _Planner:
         if n.op in ROW_OPS:
             self.new("rownorm", n)
             return
+        if n.op == "conv2d" and all(is_float(v.type.dtype) for v in n.inputs if v is not None):
+            self.new("conv", n)
+            return
         if n.op == "sdpa" and all(is_float(v.type.dtype) for v in n.inputs[:3]):
             self.new("attention", n)
+            self._choose_layout(n.outputs[0])
             return
         self.new("fallback", n)
+
+    def _matmul_sibling(self, n: Node) -> Kernel | None:
+        """A matmul kernel of the last few that multiplies the same A (Q, K, V projections)."""
+        for k in reversed(self.kernels[-4:]):
+            first = k.nodes[0]
+            if k.kind != "matmul" or first.inputs[0] is not n.inputs[0]:
+                continue
+            if first.outputs[0].type.shape != n.outputs[0].type.shape or first.inputs[1].type.shape != n.inputs[1].type.shape:
+                continue
+            if self._ready(n.inputs[1], k):
+                return k
+        return None
+
+    def _choose_layout(self, v: Value):
+        """Write an attention output in the layout its consumer wants: when it is only transposed
+        and then reshaped (merging heads), store it pre-transposed so both become free views."""
+        users = self.uses.get(v, [])
+        if len(users) == 1 and users[0].op == "transpose":
+            t = users[0]
+            if all(u.op == "reshape" for u in self.uses.get(t.outputs[0], [])):
+                self.layouts[v] = list(t.attrs["perm"])
+                self.contiguous.discard(v)
+                self.contiguous_after_transpose.add(t.outputs[0])
 
     def _is_view(self, n: Node) -> bool:
         if n.op == "reshape":
@@ -219,9 +262,9 @@ class _Planner:
         out_shape = n.outputs[0].type.shape
         for v in n.inputs:
             k = self.kernel_of.get(v)
-            if k is None or k.kind not in ("pointwise", "matmul"):
+            if k is None or k.kind not in ("pointwise", "matmul", "conv"):
                 continue
-            if k.kind == "matmul" and (len(k.nodes) > 0 and k.nodes[0].outputs[0].type.shape != out_shape):
+            if k.kind in ("matmul", "conv") and k.nodes[0].outputs[0].type.shape != out_shape:
                 continue
             if k.kind == "pointwise" and k.nodes[0].outputs[0].type.shape != out_shape:
                 continue

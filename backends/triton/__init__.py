@@ -46,4 +46,5 @@ def compile(graph: Graph) -> Compiled:
     from .codegen import generate
     source, plan = generate(graph)
     key = hashlib.sha256((CODEGEN_VERSION + print_graph(graph) + source).encode()).hexdigest()[:20]
+    graph = plan.graph  # what the kernels compute (composite ops lowered)
     return Compiled(graph, source, plan, key)

@@ -49,6 +49,7 @@ class ModuleGen:
     def __init__(self, graph: Graph, name: str = "forward"):
         self.graph = graph
         self.plan: KernelPlan = make_plan(graph)
+        self.graph = self.plan.graph  # composite ops lowered
         self.kernels: list[str] = []
         self.helpers: list[str] = []
         self.counter = 0
@@ -144,9 +145,17 @@ class ModuleGen:
         self.counter += 1
         return self.counter
 
-    def _alloc(self, v: Value, names, lines):
+    def _alloc(self, v: Value, names, lines, layout=None):
+        """A fresh output buffer; with a layout (a permutation), stored so `v.permute(layout)` is contiguous."""
         names[v] = f"v{self._next()}"
-        shape = ", ".join(dim_code(d) for d in v.type.shape)
+        dims = [dim_code(d) for d in v.type.shape]
+        if layout:
+            stored = ", ".join(dims[i] for i in layout)
+            inverse = [layout.index(i) for i in range(len(layout))]
+            lines.append(f"    {names[v]} = torch.empty(({stored}{',' if len(dims) == 1 else ''}), dtype=_rt.torch_dtype({v.type.dtype!r}), "
+                         f"device=dev).permute({', '.join(map(str, inverse))})")
+            return
+        shape = ", ".join(dims)
         lines.append(f"    {names[v]} = torch.empty(({shape}{',' if len(v.type.shape) == 1 else ''}), dtype=_rt.torch_dtype({v.type.dtype!r}), device=dev)")
 
     def _view(self, n: Node, names, lines):
@@ -187,8 +196,8 @@ class ModuleGen:
         target = ", ".join(outs) + ("," if len(outs) > 1 else "")
         if n.op == "const":
             a = dict(n.attrs)
-            lines.append(f"    {outs[0]} = torch.as_tensor({lit(a['value'])}, dtype=_rt.torch_dtype({a['dtype']!r}), device=dev)"
-                         f".expand({', '.join(dim_code(d) for d in a['shape'])}{',' if len(a['shape']) == 1 else ''}).contiguous()")
+            expand = f".expand({', '.join(dim_code(d) for d in a['shape'])}{',' if len(a['shape']) == 1 else ''})" if a["shape"] else ""
+            lines.append(f"    {outs[0]} = torch.as_tensor({lit(a['value'])}, dtype=_rt.torch_dtype({a['dtype']!r}), device=dev){expand}.contiguous()")
             return
         lines.append(f"    {target} = _rt.fallback({n.op!r}, [{args}], {lit(n.attrs)})  # {k.name}: no Triton kernel yet")
         if len(outs) == 1:
@@ -240,13 +249,13 @@ class ModuleGen:
             body.append(f"{indent}{t} = {opdef.triton(*args, **attrs)}")
             reg[n.outputs[0]] = t
 
-    def _operands(self, k: Kernel, plan, skip=()):
-        """The values the kernel's pointwise part reads from memory (besides `skip`)."""
+    def _operands(self, k: Kernel, plan, nodes=None):
+        """The values the kernel's pointwise part (`nodes`, default all) reads from memory."""
         inside = {v for n in k.nodes for v in n.outputs}
         out = []
-        for n in k.nodes:
+        for n in (k.nodes if nodes is None else nodes):
             for v in n.inputs:
-                if v is None or v in inside or v in plan.scalars or v in skip or v in out:
+                if v is None or v in inside or v in plan.scalars or v in out:
                     continue
                 out.append(v)
         return out
@@ -300,15 +309,18 @@ class ModuleGen:
         # values computed inside but not outputs get no launcher name; they are never read outside
 
     def _k_matmul(self, k: Kernel, names, lines, plan):
-        mm = k.nodes[0]
-        a_v, b_v = mm.inputs
-        out_t = mm.outputs[0].type
+        """C_j = A @ B_j for every product sharing A (loaded once per tile), then the pointwise
+        epilogue over [*batch, M, N] (bias, activation, residual, scale)."""
+        mms = [n for n in k.nodes if n.op == "matmul"]
+        epi = [n for n in k.nodes if n.op != "matmul"]
+        a_v = mms[0].inputs[0]
+        bs = [n.inputs[1] for n in mms]
+        out_t = mms[0].outputs[0].type
         batch = len(out_t.shape) - 2
-        epi = k.nodes[1:]
-        ops = self._operands(k, plan, skip=(a_v, b_v))
-        ops = [v for v in ops]
-        kname = k.name
-        params = ["a"] + [f"a_sb{i}" for i in range(batch)] + ["a_sm", "a_sk", "b"] + [f"b_sb{i}" for i in range(batch)] + ["b_sk", "b_sn"]
+        ops = self._operands(k, plan, nodes=epi)  # e.g. a residual may read A itself
+        params = ["a"] + [f"a_sb{i}" for i in range(batch)] + ["a_sm", "a_sk"]
+        for j in range(len(bs)):
+            params += [f"b{j}"] + [f"b{j}_sb{i}" for i in range(batch)] + [f"b{j}_sk", f"b{j}_sn"]
         for i, v in enumerate(ops):
             params += [f"in{i}"] + [f"in{i}_sb{d}" for d in range(batch)] + [f"in{i}_sm", f"in{i}_sn"]
         params += [f"out{j}" for j in range(len(k.outputs))]
@@ -316,21 +328,18 @@ class ModuleGen:
         body = ["    pid_m = tl.program_id(0)", "    pid_n = tl.program_id(1)", "    rem = tl.program_id(2)"]
         for i in reversed(range(batch)):
             body += [f"    cb{i} = rem % bs{i}", f"    rem = rem // bs{i}"]
-        a_base = " + ".join(["a"] + [f"cb{i} * a_sb{i}" for i in range(batch)])
-        b_base = " + ".join(["b"] + [f"cb{i} * b_sb{i}" for i in range(batch)])
-        body += [
-            "    rm = pid_m * BM + tl.arange(0, BM)",
-            "    rn = pid_n * BN + tl.arange(0, BN)",
-            "    rk = tl.arange(0, BK)",
-            "    acc = tl.zeros((BM, BN), dtype=tl.float32)",
-            "    for k0 in range(0, K, BK):",
-            "        kk = k0 + rk",
-            f"        at = tl.load({a_base} + rm[:, None] * a_sm + kk[None, :] * a_sk, mask=(rm[:, None] < M) & (kk[None, :] < K), other=0.0)",
-            f"        bt = tl.load({b_base} + kk[:, None] * b_sk + rn[None, :] * b_sn, mask=(kk[:, None] < K) & (rn[None, :] < N), other=0.0)",
-            '        acc += tl.dot(at.to(tl.float32), bt.to(tl.float32), input_precision="ieee")',
-            "    mask = (rm[:, None] < M) & (rn[None, :] < N)",
-        ]
-        reg = {mm.outputs[0]: "acc"}
+
+        def base(nm):
+            return " + ".join([nm] + [f"cb{i} * {nm}_sb{i}" for i in range(batch)])
+        body += ["    rm = pid_m * BM + tl.arange(0, BM)", "    rn = pid_n * BN + tl.arange(0, BN)", "    rk = tl.arange(0, BK)"]
+        body += [f"    acc{j} = tl.zeros((BM, BN), dtype=tl.float32)" for j in range(len(bs))]
+        body += ["    for k0 in range(0, K, BK):", "        kk = k0 + rk",
+                 f"        at = tl.load({base('a')} + rm[:, None] * a_sm + kk[None, :] * a_sk, mask=(rm[:, None] < M) & (kk[None, :] < K), other=0.0).to(tl.float32)"]
+        for j in range(len(bs)):
+            body += [f"        bt = tl.load({base(f'b{j}')} + kk[:, None] * b{j}_sk + rn[None, :] * b{j}_sn, mask=(kk[:, None] < K) & (rn[None, :] < N), other=0.0)",
+                     f'        acc{j} += tl.dot(at, bt.to(tl.float32), input_precision="ieee")']
+        body.append("    mask = (rm[:, None] < M) & (rn[None, :] < N)")
+        reg = {n.outputs[0]: f"acc{j}" for j, n in enumerate(mms)}
         for i, v in enumerate(ops):
             offs = " + ".join([f"cb{d} * in{i}_sb{d}" for d in range(batch)] + [f"rm[:, None] * in{i}_sm", f"rn[None, :] * in{i}_sn"])
             reg[v] = f"e{i}"
@@ -340,28 +349,96 @@ class ModuleGen:
         body.append(f"    out_offs = ({flat_b}) * M * N + rm[:, None] * N + rn[None, :]")
         for j, v in enumerate(k.outputs):
             body.append(f"    tl.store(out{j} + out_offs, ({reg[v]}).to(out{j}.dtype.element_ty), mask=mask)")
-        self.kernels.append(f"@triton.jit\ndef {kname}({', '.join(params)}):\n" + "\n".join(body) + "\n")
-        # launcher: a and b expanded to the output's batch dims
+        self.kernels.append(f"@triton.jit\ndef {k.name}({', '.join(params)}):\n" + "\n".join(body) + "\n")
+        # launcher: operands expanded to the output's batch dims (views, no copies)
         bshape = [dim_code(d) for d in out_t.shape[:batch]]
-        ea, eb = f"ea{self._next()}", f"eb{self._next()}"
-        a_shape = bshape + [dim_code(a_v.type.shape[-2]), dim_code(a_v.type.shape[-1])]
-        b_shape = bshape + [dim_code(b_v.type.shape[-2]), dim_code(b_v.type.shape[-1])]
-        lines.append(f"    {ea} = {names[a_v]}.expand({', '.join(a_shape)})")
-        lines.append(f"    {eb} = {names[b_v]}.expand({', '.join(b_shape)})")
+        args = []
+        for v in [a_v] + bs:
+            e = f"e{self._next()}"
+            sh = bshape + [dim_code(v.type.shape[-2]), dim_code(v.type.shape[-1])]
+            lines.append(f"    {e} = {names[v]}.expand({', '.join(sh)})")
+            args += [e] + [f"{e}.stride({i})" for i in range(batch + 2)]
         for v in k.outputs:
             self._alloc(v, names, lines)
-        args = [ea] + [f"{ea}.stride({i})" for i in range(batch + 2)] + [eb] + [f"{eb}.stride({i})" for i in range(batch + 2)]
         out_shape = ", ".join(dim_code(d) for d in out_t.shape)
         for v in ops:
             e = f"e{self._next()}"
             lines.append(f"    {e} = {names[v]}.expand({out_shape})")
             args += [e] + [f"{e}.stride({i})" for i in range(batch + 2)]
         args += [names[v] for v in k.outputs]
-        M, N, K = dim_code(a_v.type.shape[-2]), dim_code(b_v.type.shape[-1]), dim_code(a_v.type.shape[-1])
+        M, N, K = dim_code(a_v.type.shape[-2]), dim_code(bs[0].type.shape[-1]), dim_code(a_v.type.shape[-1])
         args += [M, N, K] + bshape
         nb = " * ".join(bshape) or "1"
         lines.append(f"    BM, BN, BK = _rt.dot_block({M}), _rt.dot_block({N}), _rt.dot_block({K}, 32)")
-        lines.append(f"    {kname}[(_rt.cdiv({M}, BM), _rt.cdiv({N}, BN), {nb})]({', '.join(args)}, BM=BM, BN=BN, BK=BK)")
+        lines.append(f"    {k.name}[(_rt.cdiv({M}, BM), _rt.cdiv({N}, BN), {nb})]({', '.join(args)}, BM=BM, BN=BN, BK=BK)")
+
+    def _k_conv(self, k: Kernel, names, lines, plan):
+        """conv2d as an implicit GEMM: rows are output pixels (n, oh, ow), columns output channels of
+        one group, the reduction runs over (ci, ky, kx); bias and the pointwise epilogue fuse."""
+        cv = k.nodes[0]
+        epi = k.nodes[1:]
+        x, w, b = (cv.inputs + [None])[:3]
+        a = cv.attrs
+        (sh, sw), (ph, pw), (dh, dw), groups = a["stride"], a["padding"], a["dilation"], a["groups"]
+        ops = self._operands(k, plan, nodes=epi)
+        params = ["x", "x_s0", "x_s1", "x_s2", "x_s3", "w", "w_s0", "w_s1", "w_s2", "w_s3", "bias"]
+        for i, v in enumerate(ops):
+            params += [f"in{i}"] + [f"in{i}_s{d}" for d in range(4)]
+        params += [f"out{j}" for j in range(len(k.outputs))]
+        params += ["NB", "CIN_G", "IH", "IW", "COUT_G", "OH", "OW", "KH", "KW",
+                   "HAS_BIAS: tl.constexpr", "BM: tl.constexpr", "BN: tl.constexpr", "BK: tl.constexpr"]
+        body = [
+            "    pid_m = tl.program_id(0)", "    pid_n = tl.program_id(1)", "    g = tl.program_id(2)",
+            "    rm = pid_m * BM + tl.arange(0, BM)", "    rn = pid_n * BN + tl.arange(0, BN)",
+            "    n_i = rm // (OH * OW)", "    ow_i = rm % OW", "    oh_i = (rm // OW) % OH",
+            "    co = g * COUT_G + rn", "    m_ok = rm < NB * OH * OW", "    n_ok = rn < COUT_G",
+            "    acc = tl.zeros((BM, BN), dtype=tl.float32)",
+            "    for k0 in range(0, CIN_G * KH * KW, BK):",
+            "        kk = k0 + tl.arange(0, BK)",
+            "        ci = kk // (KH * KW)", "        ky = (kk // KW) % KH", "        kx = kk % KW",
+            "        k_ok = kk < CIN_G * KH * KW",
+            f"        ih = oh_i[:, None] * {sh} - {ph} + ky[None, :] * {dh}",
+            f"        iw = ow_i[:, None] * {sw} - {pw} + kx[None, :] * {dw}",
+            "        ok = m_ok[:, None] & k_ok[None, :] & (ih >= 0) & (ih < IH) & (iw >= 0) & (iw < IW)",
+            "        at = tl.load(x + n_i[:, None] * x_s0 + (g * CIN_G + ci[None, :]) * x_s1 + ih * x_s2 + iw * x_s3, mask=ok, other=0.0)",
+            "        bt = tl.load(w + co[None, :] * w_s0 + ci[:, None] * w_s1 + ky[:, None] * w_s2 + kx[:, None] * w_s3,"
+            " mask=k_ok[:, None] & n_ok[None, :], other=0.0)",
+            '        acc += tl.dot(at.to(tl.float32), bt.to(tl.float32), input_precision="ieee")',
+            "    if HAS_BIAS:",
+            "        acc = acc + tl.load(bias + co, mask=n_ok, other=0.0).to(tl.float32)[None, :]",
+            "    mask = m_ok[:, None] & n_ok[None, :]",
+        ]
+        reg = {cv.outputs[0]: "acc"}
+        for i, v in enumerate(ops):
+            offs = f"n_i[:, None] * in{i}_s0 + co[None, :] * in{i}_s1 + oh_i[:, None] * in{i}_s2 + ow_i[:, None] * in{i}_s3"
+            reg[v] = f"e{i}"
+            body.append(f"    e{i} = {self._load(f'in{i}', offs, 'mask', v)}")
+        self._expr_chain(epi, reg, plan, body)
+        body.append("    o_offs = n_i[:, None] * (COUT_G * NUM_G * OH * OW) + co[None, :] * (OH * OW) + oh_i[:, None] * OW + ow_i[:, None]")
+        for j, v in enumerate(k.outputs):
+            body.append(f"    tl.store(out{j} + o_offs, ({reg[v]}).to(out{j}.dtype.element_ty), mask=mask)")
+        src = f"@triton.jit\ndef {k.name}({', '.join(params)}):\n" + "\n".join(body) + "\n"
+        self.kernels.append(src.replace("NUM_G", str(int(groups))))
+        for v in k.outputs:
+            self._alloc(v, names, lines)
+        xs, ws = names[x], names[w]
+        args = [xs] + [f"{xs}.stride({d})" for d in range(4)] + [ws] + [f"{ws}.stride({d})" for d in range(4)]
+        args.append(names[b] if b is not None else ws)
+        out_t = cv.outputs[0].type
+        out_shape = ", ".join(dim_code(d) for d in out_t.shape)
+        for v in ops:
+            e = f"e{self._next()}"
+            lines.append(f"    {e} = {names[v]}.expand({out_shape})")
+            args += [e] + [f"{e}.stride({d})" for d in range(4)]
+        args += [names[v] for v in k.outputs]
+        o = names[k.outputs[0]]
+        cin_g = f"{xs}.shape[1] // {int(groups)}"
+        cout_g = f"{ws}.shape[0] // {int(groups)}"
+        args += [f"{xs}.shape[0]", cin_g, f"{xs}.shape[2]", f"{xs}.shape[3]", cout_g, f"{o}.shape[2]", f"{o}.shape[3]",
+                 f"{ws}.shape[2]", f"{ws}.shape[3]", str(b is not None)]
+        rows = f"{xs}.shape[0] * {o}.shape[2] * {o}.shape[3]"
+        lines.append(f"    BM, BN, BK = _rt.dot_block({rows}), _rt.dot_block({cout_g}), _rt.dot_block({cin_g} * {ws}.shape[2] * {ws}.shape[3], 32)")
+        lines.append(f"    {k.name}[(_rt.cdiv({rows}, BM), _rt.cdiv({cout_g}, BN), {int(groups)})]({', '.join(args)}, BM=BM, BN=BN, BK=BK)")
 
     def _rows(self, x: Value, red_axes, body, prefix="x"):
         """Row decomposition: program id -> kept coords, arange -> reduced coords."""
@@ -487,7 +564,7 @@ class ModuleGen:
         for nm in ("q", "k", "v"):
             params += [nm] + [f"{nm}_sb{i}" for i in range(batch)] + [f"{nm}_st", f"{nm}_sd"]
         params += ["mk"] + [f"mk_sb{i}" for i in range(batch)] + ["mk_sq", "mk_sk"]
-        params += ["out", "TQ", "TK", "D", "DV"] + [f"bs{i}" for i in range(batch)]
+        params += ["out"] + [f"o_sb{i}" for i in range(batch)] + ["o_st", "o_sd", "TQ", "TK", "D", "DV"] + [f"bs{i}" for i in range(batch)]
         params += ["scale", "BM: tl.constexpr", "BN: tl.constexpr", "BD: tl.constexpr", "BDV: tl.constexpr",
                    "CAUSAL: tl.constexpr", "MASK: tl.constexpr"]
         body = ["    pid_m = tl.program_id(0)", "    rem = tl.program_id(1)"]
@@ -526,9 +603,8 @@ class ModuleGen:
             "        m_i = m_new",
             "    y = tl.where(l_i[:, None] > 0, acc / tl.where(l_i[:, None] > 0, l_i[:, None], 1.0), 0.0)",
         ]
-        flat_b = " + ".join(["0"] + [f"cb{i} * {'*'.join(f'bs{j}' for j in range(i + 1, batch)) or '1'}" for i in range(batch)])
-        body.append(f"    o_offs = ({flat_b}) * TQ * DV + rm[:, None] * DV + rdv[None, :]")
-        body.append("    tl.store(out + o_offs, y.to(out.dtype.element_ty), mask=(rm[:, None] < TQ) & (rdv[None, :] < DV))")
+        o_base = " + ".join(["out"] + [f"cb{i} * o_sb{i}" for i in range(batch)])
+        body.append(f"    tl.store({o_base} + rm[:, None] * o_st + rdv[None, :] * o_sd, y.to(out.dtype.element_ty), mask=(rm[:, None] < TQ) & (rdv[None, :] < DV))")
         self.kernels.append(f"@triton.jit\ndef {k.name}({', '.join(params)}):\n" + "\n".join(body) + "\n")
         bshape = [dim_code(d) for d in out_t.shape[:batch]]
         args = []
@@ -544,11 +620,12 @@ class ModuleGen:
             args += [e] + [f"{e}.stride({i})" for i in range(batch + 2)]
         else:
             args += [args[0]] + ["0"] * (batch + 2)
-        self._alloc(n.outputs[0], names, lines)
+        self._alloc(n.outputs[0], names, lines, plan.layouts.get(n.outputs[0]))
         d, dv = dim_code(q.type.shape[-1]), dim_code(v.type.shape[-1])
         scale = n.attrs["scale"]
         scale_code = repr(float(scale)) if scale is not None else f"1.0 / math.sqrt({d})"
-        args += [names[n.outputs[0]], tq, tk, d, dv] + bshape + [scale_code]
+        o = names[n.outputs[0]]
+        args += [o] + [f"{o}.stride({i})" for i in range(batch + 2)] + [tq, tk, d, dv] + bshape + [scale_code]
         nb = " * ".join(bshape) or "1"
         lines.append(f"    {k.name}[(_rt.cdiv({tq}, 16), {nb})]({', '.join(args)}, BM=16, BN=16, BD=_rt.dot_block({d}, 1 << 16), "
                      f"BDV=_rt.dot_block({dv}, 1 << 16), CAUSAL={bool(n.attrs['causal'])}, MASK={mask_kind})")

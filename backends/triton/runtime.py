@@ -112,6 +112,9 @@ def cdiv(a: int, b: int) -> int:
 
 
 def dot_block(n: int, cap: int = 64) -> int:
+    """A tl.dot tile side (>= 16). The interpreter pays per program, so it gets larger tiles."""
+    if interpreting():
+        cap = max(cap, 128)
     return max(16, min(next_pow2(max(n, 1)), cap))
 
 

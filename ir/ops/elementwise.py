@@ -7,7 +7,7 @@ import numpy as np
 
 from ...errors import ShapeError
 from ..registry import REQUIRED, register
-from ..types import DTYPES, TensorType, broadcast_shapes, is_float
+from ..types import DTYPES, NP_NAMES, TensorType, broadcast_shapes, is_float, promote
 from .common import broadcast_binary, compare_binary, float_unary, same_as_first
 
 try:  # scipy is optional; erf falls back to a vectorised math.erf
@@ -28,9 +28,29 @@ def _cast_like(fn):
 
 
 # ---- binary arithmetic -------------------------------------------------------------------------
+def result_dtype(*arrays) -> np.dtype:
+    """The numpy dtype of pnet's promotion rule (ir.types.promote), not numpy's own."""
+    names = [NP_NAMES[np.dtype(a.dtype)] for a in arrays]
+    out = names[0]
+    for n in names[1:]:
+        out = promote(out, n)
+    return DTYPES[out]
+
+
+def torch_common(T, *xs):
+    """Operands cast to pnet's promoted dtype (torch would widen i8 with u8 to int16, which pnet lacks)."""
+    dtype = xs[0].dtype
+    for x in xs[1:]:
+        dtype = T.promote_types(dtype, x.dtype)
+    if dtype == T.int16:
+        dtype = T.int32
+    return [x.to(dtype) for x in xs]
+
+
 def _binary(name, fn, torch_fn, triton_fn, flops=1):
-    register(name, "a, b", infer=broadcast_binary, ref=lambda a, b: fn(a, b).astype(np.result_type(a, b), copy=False),
-             torch=torch_fn, triton=triton_fn, flops=lambda i, o, at: flops * o[0].numel)
+    register(name, "a, b", infer=broadcast_binary, ref=lambda a, b: fn(a, b).astype(result_dtype(a, b), copy=False),
+             torch=lambda T, a, b: torch_fn(T, *torch_common(T, a, b)), triton=triton_fn,
+             flops=lambda i, o, at: flops * o[0].numel)
 
 
 def _int_div(a, b):
@@ -75,18 +95,38 @@ def _where_infer(types, attrs):
     c, a, b = types
     if c.dtype != "bool":
         raise ShapeError(f"where: condition must be bool, got {c}")
-    from ..types import promote
     return TensorType(promote(a.dtype, b.dtype), broadcast_shapes(c.shape, a.shape, b.shape))
 
 
 register("where", "cond, a, b", infer=_where_infer,
-         ref=lambda c, a, b: np.where(c, a, b).astype(np.result_type(a, b), copy=False),
-         torch=lambda T, c, a, b: T.where(c, a, b), triton=lambda c, a, b: f"tl.where({c}, {a}, {b})")
+         ref=lambda c, a, b: np.where(c, a, b).astype(result_dtype(a, b), copy=False),
+         torch=lambda T, c, a, b: T.where(c, *torch_common(T, a, b)), triton=lambda c, a, b: f"tl.where({c}, {a}, {b})")
 
 # ---- unary math ----------------------------------------------------------------------------------
+def _int_attrs_only(name):
+    """clamp/scale of an integer tensor keep its dtype, so their attributes must be integers."""
+    def infer(types, attrs):
+        t = types[0]
+        if not is_float(t.dtype):
+            for k, v in attrs.items():
+                if isinstance(v, float) and not v.is_integer():
+                    raise ShapeError(f"{name}: {k}={v} on an integer tensor {t} (cast it to a float dtype first)")
+        return t
+    return infer
+
+
 def _unary(name, fn, torch_fn, triton_fn, float_only=True, attrs=None, flops=1, doc=""):
-    register(name, "x", infer=float_unary(name) if float_only else same_as_first, ref=_cast_like(fn),
+    infer = float_unary(name) if float_only else (_int_attrs_only(name) if attrs else same_as_first)
+    register(name, "x", infer=infer, ref=_cast_like(fn),
              torch=torch_fn, triton=triton_fn, attrs=attrs, flops=lambda i, o, at: flops * o[0].numel, doc=doc)
+
+
+def _like_ints(x, *values):
+    """Attribute numbers as ints for an integer tensor (so torch keeps its dtype; the type rule
+    already refused fractional ones)."""
+    if x.is_floating_point():
+        return values
+    return [None if v is None else int(v) for v in values]
 
 
 def _clamp_expr(x, lo, hi):
@@ -152,9 +192,9 @@ _unary("hardsigmoid", lambda x: np.clip(x + 3, 0, 6) / 6, lambda T, x: T.nn.func
 _unary("heaviside", lambda x: (x > 0).astype(x.dtype), lambda T, x: (x > 0).to(x.dtype), lambda x: f"tl.where({x} > 0, 1.0, 0.0)", float_only=False,
        doc="step function: 1 where x > 0 else 0 (spiking neurons)")
 _unary("clamp", lambda x, min, max: np.clip(x, -np.inf if min is None else min, np.inf if max is None else max),
-       lambda T, x, min, max: T.clamp(x, min, max),
+       lambda T, x, min, max: x if min is None and max is None else T.clamp(x, *_like_ints(x, min, max)),
        lambda x, min, max: _clamp_expr(x, min, max), float_only=False, attrs={"min": None, "max": None})
-_unary("scale", lambda x, factor: x * factor, lambda T, x, factor: x * factor, lambda x, factor: f"({x} * {float(factor)!r})", float_only=False,
+_unary("scale", lambda x, factor: x * factor, lambda T, x, factor: x * _like_ints(x, factor)[0], lambda x, factor: f"({x} * {float(factor)!r})", float_only=False,
        attrs={"factor": REQUIRED}, doc="multiply by a compile-time constant")
 
 
@@ -184,7 +224,7 @@ def _cast_triton(x, dtype):
 
 
 register("cast", "x", attrs={"dtype": REQUIRED}, infer=_cast_infer, triton=_cast_triton,
-         ref=lambda x, dtype: x.astype(DTYPES[dtype]) if not (np.issubdtype(x.dtype, np.floating) and dtype in ("f32", "bf16", "f16") and x.dtype == np.float64) else x,
+         ref=lambda x, dtype: x.astype(DTYPES[dtype]),  # the float64 reference rewrites float casts to f64
          torch=lambda T, x, dtype: x.to(torch_dtype(T, dtype)), flops=lambda i, o, a: 0)
 
 

@@ -11,6 +11,11 @@ from ..registry import REQUIRED, register
 from ..types import TensorType, broadcast_shapes, dims_equal, fmt_dim, numel, promote
 
 
+def _result(*arrays):
+    from .elementwise import result_dtype
+    return result_dtype(*arrays)
+
+
 def _matmul_infer(types, attrs):
     a, b = types
     if a.rank == 0 or b.rank == 0:
@@ -19,7 +24,10 @@ def _matmul_infer(types, attrs):
     bsh = b.shape if b.rank > 1 else b.shape + (1,)
     if not dims_equal(ash[-1], bsh[-2]):
         raise ShapeError(f"matmul: contraction dims differ: {a} @ {b} ({fmt_dim(ash[-1])} vs {fmt_dim(bsh[-2])})")
-    batch = broadcast_shapes(ash[:-2], bsh[:-2])
+    try:
+        batch = broadcast_shapes(ash[:-2], bsh[:-2])
+    except ShapeError:
+        raise ShapeError(f"matmul: batch dims of {a} and {b} do not broadcast") from None
     shape = batch + ((ash[-2],) if a.rank > 1 else ()) + ((bsh[-1],) if b.rank > 1 else ())
     return TensorType(promote(a.dtype, b.dtype), shape)
 
@@ -30,8 +38,8 @@ def _matmul_flops(i, o, attrs):
 
 
 register("matmul", "a, b", kind="contraction", infer=_matmul_infer, flops=_matmul_flops,
-         ref=lambda a, b: np.matmul(a, b).astype(np.result_type(a, b), copy=False),
-         torch=lambda T, a, b: T.matmul(a, b))
+         ref=lambda a, b: np.asarray(np.matmul(a, b)).astype(_result(a, b), copy=False),
+         torch=lambda T, a, b: T.matmul(*_common(T, (a, b))))
 
 _EQ = re.compile(r"^([a-zA-Z]*(?:,[a-zA-Z]*)*)->([a-zA-Z]*)$")
 
@@ -50,7 +58,8 @@ def _einsum_infer(types, attrs):
             raise ShapeError(f"einsum: operand {t} has rank {t.rank} but '{spec}' names {len(spec)} indices")
         for ch, d in zip(spec, t.shape):
             if ch in sizes and not dims_equal(sizes[ch], d) and d != 1 and sizes[ch] != 1:
-                raise ShapeError(f"einsum: index '{ch}' has size {fmt_dim(sizes[ch])} and {fmt_dim(d)}")
+                shown = ", ".join(str(x) for x in types)
+                raise ShapeError(f"einsum '{eq}': index '{ch}' has size {fmt_dim(sizes[ch])} and {fmt_dim(d)} (operands {shown})")
             if ch not in sizes or sizes[ch] == 1:
                 sizes[ch] = d
     for ch in m.group(2):
@@ -75,5 +84,10 @@ def _einsum_flops(i, o, attrs):
 
 
 register("einsum", "*xs", kind="contraction", attrs={"equation": REQUIRED}, infer=_einsum_infer, flops=_einsum_flops,
-         ref=lambda *xs, equation: np.einsum(equation, *xs, optimize=True).astype(np.result_type(*xs), copy=False),
-         torch=lambda T, *xs, equation: T.einsum(equation, *xs))
+         ref=lambda *xs, equation: np.asarray(np.einsum(equation, *xs, optimize=True)).astype(_result(*xs), copy=False),
+         torch=lambda T, *xs, equation: T.einsum(equation, *_common(T, xs)))
+
+
+def _common(T, xs):
+    from .elementwise import torch_common
+    return torch_common(T, *xs)

@@ -53,7 +53,7 @@ def _transpose_infer(types, attrs):
 
 
 register("transpose", "x", attrs={"perm": None}, infer=_transpose_infer, **_NOFLOPS,
-         ref=lambda x, perm: np.transpose(x, perm), torch=lambda T, x, perm: x.permute(*perm))
+         ref=lambda x, perm: np.transpose(x, perm), torch=lambda T, x, perm: x.permute(*perm) if perm else x)
 
 
 def _expand_infer(types, attrs):
@@ -144,6 +144,9 @@ def _slice_infer(types, attrs):
             raise ShapeError("slice: step must be positive")
         start = 0 if start is None else start
         stop = size if stop is None else stop
+        for bound in (start, stop):
+            if _neg(bound) and size.is_number and -bound > size:
+                raise ShapeError(f"slice bound {bound} out of range for dim {i} of {t}")
         start = size + start if _neg(start) else dim(start)
         stop = size + stop if _neg(stop) else dim(stop)
         length = sympy.ceiling((stop - start) / step)
@@ -200,22 +203,23 @@ def _pad_ref(x, pads, value, mode):
     return np.pad(x, full, mode={"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode])
 
 
+def _pad_index(n: int, before: int, after: int, mode: str) -> np.ndarray:
+    """Source index of every padded position along one axis (numpy's reflect/edge/wrap rules)."""
+    return np.pad(np.arange(n), (before, after), mode={"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode])
+
+
 def _pad_torch(T, x, pads, value, mode):
-    flat = [v for a, b in reversed(pads) for v in (a, b)]
     if mode == "constant":
+        flat = [v for a, b in reversed(pads) for v in (a, b)]
         return T.nn.functional.pad(x, flat, value=value)
-    if mode == "circular":  # torch's circular pad wants a batch+channel layout; roll by concatenation instead
-        out = x
-        for i, (a, b) in enumerate(pads):
-            ax = x.ndim - len(pads) + i
-            n = out.shape[ax]
-            parts = [out.narrow(ax, n - a, a)] if a else []
-            parts.append(out)
-            if b:
-                parts.append(out.narrow(ax, 0, b))
-            out = T.cat(parts, dim=ax)
-        return out
-    return T.nn.functional.pad(x, flat, mode=mode)
+    # torch's reflect/replicate/circular pads only some ranks: gather along each axis instead
+    out = x
+    for i, (a, b) in enumerate(pads):
+        ax = x.ndim - len(pads) + i
+        if a or b:
+            idx = T.as_tensor(_pad_index(out.shape[ax], a, b, mode), device=x.device)
+            out = T.index_select(out, ax, idx)
+    return out
 
 
 register("pad", "x", attrs={"pads": REQUIRED, "value": 0.0, "mode": "constant"}, infer=_pad_infer, **_NOFLOPS,
@@ -233,7 +237,8 @@ def _broadcast_infer(types, attrs):
 
 
 register("broadcast_to", "x", attrs={"shape": REQUIRED}, infer=_broadcast_infer, **_NOFLOPS,
-         ref=lambda x, shape: np.broadcast_to(x, _ints(shape)).copy(), torch=lambda T, x, shape: x.expand(*_ints(shape)))
+         ref=lambda x, shape: np.broadcast_to(x, _ints(shape)).copy(),
+         torch=lambda T, x, shape: x.expand(*_ints(shape)) if shape else x.reshape(()))
 
 
 def _repeat_infer(types, attrs):
@@ -260,7 +265,7 @@ def _tile_infer(types, attrs):
 
 
 register("tile", "x", attrs={"reps": REQUIRED}, infer=_tile_infer, **_NOFLOPS,
-         ref=lambda x, reps: np.tile(x, reps), torch=lambda T, x, reps: x.repeat(*reps))
+         ref=lambda x, reps: np.tile(x, reps), torch=lambda T, x, reps: x.repeat(*reps) if reps else x.clone())
 
 
 def _flip_infer(types, attrs):

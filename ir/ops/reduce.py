@@ -11,11 +11,11 @@ from .common import norm_axes, reduced_shape
 _AXIS_ATTRS = {"axis": None, "keepdims": False}
 
 
-def _reduce_infer(float_only=False, out_dtype=None):
+def _reduce_infer(float_only=False, out_dtype=None, name=""):
     def infer(types, attrs):
         t = types[0]
         if float_only and not is_float(t.dtype):
-            raise ShapeError(f"expects a float tensor, got {t}")
+            raise ShapeError(f"{name} expects a float tensor, got {t}")
         attrs["axis"] = list(norm_axes(attrs["axis"], t.rank))
         return TensorType(out_dtype or t.dtype, reduced_shape(t.shape, attrs["axis"], attrs["keepdims"]))
     return infer
@@ -29,8 +29,12 @@ def _np(fn):
 
 def _torch_reduce(name):
     def lower(T, x, axis, keepdims, **kw):
+        out = _lower(T, x, axis, keepdims, **kw)
+        return out.to(x.dtype) if name in ("sum", "prod") and out.dtype != x.dtype else out  # torch widens ints
+
+    def _lower(T, x, axis, keepdims, **kw):
         if not axis:
-            return x
+            return T.zeros_like(x) if name in ("var", "std") else x
         if name == "sum":
             return T.sum(x, dim=tuple(axis), keepdim=keepdims)
         if name == "mean":
@@ -61,16 +65,16 @@ def _logsumexp(x, axis, keepdims):
 
 
 register("sum", "x", kind="reduce", attrs=_AXIS_ATTRS, infer=_reduce_infer(), ref=_np(np.sum), torch=_torch_reduce("sum"))
-register("mean", "x", kind="reduce", attrs=_AXIS_ATTRS, infer=_reduce_infer(True), ref=_np(np.mean), torch=_torch_reduce("mean"))
+register("mean", "x", kind="reduce", attrs=_AXIS_ATTRS, infer=_reduce_infer(True, name="mean"), ref=_np(np.mean), torch=_torch_reduce("mean"))
 register("max", "x", kind="reduce", attrs=_AXIS_ATTRS, infer=_reduce_infer(), ref=_np(np.max), torch=_torch_reduce("max"))
 register("min", "x", kind="reduce", attrs=_AXIS_ATTRS, infer=_reduce_infer(), ref=_np(np.min), torch=_torch_reduce("min"))
 register("prod", "x", kind="reduce", attrs=_AXIS_ATTRS, infer=_reduce_infer(), ref=_np(np.prod), torch=_torch_reduce("prod"))
-register("logsumexp", "x", kind="reduce", attrs=_AXIS_ATTRS, infer=_reduce_infer(True), ref=_np(_logsumexp),
+register("logsumexp", "x", kind="reduce", attrs=_AXIS_ATTRS, infer=_reduce_infer(True, name="logsumexp"), ref=_np(_logsumexp),
          torch=_torch_reduce("logsumexp"), flops=lambda i, o, a: 3 * i[0].numel)
-register("var", "x", kind="reduce", attrs={**_AXIS_ATTRS, "correction": 0}, infer=_reduce_infer(True),
+register("var", "x", kind="reduce", attrs={**_AXIS_ATTRS, "correction": 0}, infer=_reduce_infer(True, name="var"),
          ref=lambda x, axis, keepdims, correction: np.asarray(np.var(x, axis=tuple(axis), keepdims=keepdims, ddof=correction)).astype(x.dtype),
          torch=_torch_reduce("var"), flops=lambda i, o, a: 3 * i[0].numel)
-register("std", "x", kind="reduce", attrs={**_AXIS_ATTRS, "correction": 0}, infer=_reduce_infer(True),
+register("std", "x", kind="reduce", attrs={**_AXIS_ATTRS, "correction": 0}, infer=_reduce_infer(True, name="std"),
          ref=lambda x, axis, keepdims, correction: np.asarray(np.std(x, axis=tuple(axis), keepdims=keepdims, ddof=correction)).astype(x.dtype),
          torch=_torch_reduce("std"), flops=lambda i, o, a: 3 * i[0].numel)
 
@@ -96,4 +100,4 @@ def _cumsum_infer(types, attrs):
 
 register("cumsum", "x", kind="reduce", attrs={"axis": -1}, infer=_cumsum_infer,
          ref=lambda x, axis: np.cumsum(x, axis=axis).astype(x.dtype),
-         torch=lambda T, x, axis: T.cumsum(x, dim=axis))
+         torch=lambda T, x, axis: T.cumsum(x, dim=axis).to(x.dtype))
