@@ -114,6 +114,9 @@ def is_scalar_const(n: Node) -> bool:
 
 def pointwise_ok(n: Node) -> bool:
     """A pointwise op the Triton backend computes inside a fused kernel."""
+    if n.op == "const":  # a fill: a scalar value broadcast over its shape
+        v = n.attrs["value"]
+        return isinstance(v, (bool, int, float)) or (isinstance(v, sympy.Basic) and v.is_number)
     opdef = registry.get(n.op)
     if opdef.kind != "elementwise" or opdef.triton is None:
         return False
@@ -193,8 +196,11 @@ class _Planner:
             k = self.new("scan", n)
             k.body = _Planner(n.body).run()  # already lowered with its parent graph
             return
+        if n.op == "split":  # every part is a slice of the input: views
+            self.views.append(n)
+            return
         opdef = registry.get(n.op)
-        if opdef.kind == "elementwise" and pointwise_ok(n):
+        if (opdef.kind == "elementwise" or n.op == "const") and pointwise_ok(n):
             host = self._epilogue_host(n)
             if host is not None:
                 host.nodes.append(n)
@@ -218,6 +224,12 @@ class _Planner:
             return
         if n.op in ROW_OPS:
             self.new("rownorm", n)
+            return
+        if n.op in ("embedding", "one_hot") or (n.op == "take" and n.attrs["axis"] == 0 and n.inputs[0].type.rank == 2):
+            self.new("lookup", n)
+            return
+        if n.op == "arange":
+            self.new("pointwise", n)
             return
         if n.op == "conv2d" and all(is_float(v.type.dtype) for v in n.inputs if v is not None):
             self.new("conv", n)

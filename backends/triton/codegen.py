@@ -118,7 +118,7 @@ class ModuleGen:
     def _emit_nodes(self, graph, plan, names, lines):
         """Kernels in plan order (a topological order: a kernel only reads values of earlier ones);
         views right before their first use."""
-        views = {n.outputs[0]: n for n in plan.views}
+        views = {v: n for n in plan.views for v in n.outputs}
         for v, value in plan.scalars.items():
             names[v] = f"c{self._next()}"
             lines.append(f"    {names[v]} = torch.tensor({scalar_code(value, v.type.dtype)}, dtype=_rt.torch_dtype({v.type.dtype!r}), device=dev)")
@@ -161,6 +161,13 @@ class ModuleGen:
     def _view(self, n: Node, names, lines):
         x = names[n.inputs[0]]
         a = n.attrs
+        if n.op == "split":
+            outs = [f"v{self._next()}" for _ in n.outputs]
+            for v, o in zip(n.outputs, outs):
+                names[v] = o
+            sizes = ", ".join(dim_code(d) for d in a["sizes"])
+            lines.append(f"    {', '.join(outs)}, = {x}.split([{sizes}], {a['axis']})")
+            return
         out = f"v{self._next()}"
         names[n.outputs[0]] = out
         if n.op == "transpose":
@@ -235,6 +242,17 @@ class ModuleGen:
     # pointwise expressions shared by pointwise kernels and epilogues
     def _expr_chain(self, nodes, reg: dict, plan, body: list, indent="    "):
         for n in nodes:
+            if n.op == "const":  # a fill (only in pointwise kernels, where BLOCK is the tile)
+                t = f"t{self._next()}"
+                body.append(f"{indent}{t} = tl.full((BLOCK,), {scalar_code(n.attrs['value'], n.outputs[0].type.dtype)}, "
+                            f"{_TL[n.outputs[0].type.dtype] if not is_float(n.outputs[0].type.dtype) else 'tl.float32'})")
+                reg[n.outputs[0]] = t
+                continue
+            if n.op == "arange":  # only as a rank-1 pointwise kernel: the coordinate is the value
+                t = f"t{self._next()}"
+                body.append(f"{indent}{t} = offs.to({_TL[n.outputs[0].type.dtype]})")
+                reg[n.outputs[0]] = t
+                continue
             opdef = registry.get(n.op)
             args = []
             for v in n.inputs:
@@ -439,6 +457,40 @@ class ModuleGen:
         rows = f"{xs}.shape[0] * {o}.shape[2] * {o}.shape[3]"
         lines.append(f"    BM, BN, BK = _rt.dot_block({rows}), _rt.dot_block({cout_g}), _rt.dot_block({cin_g} * {ws}.shape[2] * {ws}.shape[3], 32)")
         lines.append(f"    {k.name}[(_rt.cdiv({rows}, BM), _rt.cdiv({cout_g}, BN), {int(groups)})]({', '.join(args)}, BM=BM, BN=BN, BK=BK)")
+
+    def _k_lookup(self, k: Kernel, names, lines, plan):
+        """embedding / take along axis 0 of a 2-D table / one_hot: out[r..., c] from the id at r..."""
+        n = k.nodes[0]
+        if n.op == "one_hot":
+            table, ids = None, n.inputs[0]
+        else:
+            table, ids = n.inputs
+        r = ids.type.rank
+        out_t = n.outputs[0].type
+        params = ["ids"] + [f"ids_s{d}" for d in range(r)] + ["tab", "tab_s0", "tab_s1", "out", "numel", "COLS"]
+        params += [f"size{d}" for d in range(r)] + ["BLOCK: tl.constexpr"]
+        body = ["    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)", "    mask = offs < numel",
+                "    col = offs % COLS", "    rem = offs // COLS"]
+        for d in reversed(range(r)):
+            body += [f"    c{d} = rem % size{d}", f"    rem = rem // size{d}"]
+        ioffs = " + ".join(f"c{d} * ids_s{d}" for d in range(r)) or "offs * 0"
+        body.append(f"    idx = tl.load(ids + {ioffs}, mask=mask, other=0)")
+        if n.op == "one_hot":
+            body.append("    y = tl.where(idx == col, 1.0, 0.0)")
+        else:
+            body.append("    y = tl.load(tab + idx * tab_s0 + col * tab_s1, mask=mask, other=0.0)")
+        body.append("    tl.store(out + offs, y.to(out.dtype.element_ty), mask=mask)")
+        self.kernels.append(f"@triton.jit\ndef {k.name}({', '.join(params)}):\n" + "\n".join(body) + "\n")
+        self._alloc(n.outputs[0], names, lines)
+        o, iv = names[n.outputs[0]], names[ids]
+        tab = names[table] if table is not None else o
+        nm = f"n{self._next()}"
+        lines.append(f"    {nm} = {o}.numel()")
+        args = [iv] + [f"{iv}.stride({d})" for d in range(r)] + [tab, f"{tab}.stride(0)" if table is not None else "0",
+                                                                 f"{tab}.stride(1)" if table is not None else "0", o, nm,
+                                                                 dim_code(out_t.shape[-1])]
+        args += [f"{iv}.shape[{d}]" for d in range(r)]
+        lines.append(f"    {k.name}[(_rt.cdiv({nm}, _rt.pointwise_block({nm})),)]({', '.join(args)}, BLOCK=_rt.pointwise_block({nm}))")
 
     def _rows(self, x: Value, red_axes, body, prefix="x"):
         """Row decomposition: program id -> kept coords, arange -> reduced coords."""
