@@ -41,8 +41,9 @@ _comments: list = []
 
 @lru_cache(maxsize=None)
 def _lark() -> Lark:
+    # cache=True keeps the LALR tables in a temp file keyed by the grammar: start-up in milliseconds
     return Lark(GRAMMAR.read_text(), parser="lalr", lexer="contextual", postlex=_PostLex(),
-                propagate_positions=True, maybe_placeholders=True,
+                propagate_positions=True, maybe_placeholders=True, cache=True,
                 lexer_callbacks={"COMMENT": _comments.append})
 
 
