@@ -209,6 +209,22 @@ def cmd_fmt(args) -> int:
 
 def cmd_stdlib(args) -> int:
     from .dsl import stdlib
+    if args.action == "coverage":
+        from pathlib import Path as _P
+        d = _P(args.papers) if args.papers else stdlib.default_catalogue_dir()
+        if d is None or not d.is_dir():
+            raise UsageError("pnet stdlib coverage: no catalogue folder found; give it with --papers DIR")
+        rows = stdlib.coverage(d)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return EXIT_OK
+        for r in rows:
+            print(f"{r['catalogue']}: {r['modelled_yes']}/{r['stdlib_yes']} stdlib-yes papers modelled "
+                  f"({r['modelled_total']} models, {r['papers']} papers in the catalogue)")
+        total_yes = sum(r["stdlib_yes"] for r in rows)
+        total = sum(r["modelled_yes"] for r in rows)
+        print(f"total: {total}/{total_yes}")
+        return EXIT_OK
     if args.action == "path":
         if not args.name:
             raise UsageError("pnet stdlib path NAME: give a model name")
@@ -272,9 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-w", "--write", action="store_true", help="rewrite the file in place")
     sp.set_defaults(fn=cmd_fmt)
 
-    sp = sub.add_parser("stdlib", help="list the standard library's models, or print one's path")
-    sp.add_argument("action", nargs="?", default="list", choices=["list", "path"])
+    sp = sub.add_parser("stdlib", help="list the standard library's models, print one's path, or the catalogue coverage")
+    sp.add_argument("action", nargs="?", default="list", choices=["list", "path", "coverage"])
     sp.add_argument("name", nargs="?")
+    sp.add_argument("--papers", metavar="DIR", help="catalogue folder for `coverage` (default: ../shared/papers)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_stdlib)
 
