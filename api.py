@@ -1,0 +1,107 @@
+"""The Python API: load a .pnet model once, then run it on any backend or get a torch module.
+
+    import pnet
+    m = pnet.load("examples/mlp.pnet", width=64)      # hyperparameters and dims by keyword
+    outs = m.run({"x": x})                            # NumPy reference; inputs/params drawn from a seed if omitted
+    module = m.torch_module(dtype="f32")              # nn.Module, state_dict keys = m.graph's parameter names
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+from .ir.graph import Graph
+
+BACKENDS = ("numpy", "torch")
+
+
+class Model:
+    """A compiled model: its IR graph, the hyperparameters it was built with, and ways to run it."""
+
+    def __init__(self, graph: Graph, hyper: dict, path: str | None = None):
+        self.graph = graph
+        self.hyper = hyper
+        self.path = path
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{n}: {v.type}" for n, v in self.graph.inputs)
+        return f"<pnet.Model {self.graph.name}({ins}) params={self.graph.param_count()}>"
+
+    @property
+    def input_names(self) -> list[str]:
+        return [n for n, _ in self.graph.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [n for n, _ in self.graph.outputs]
+
+    def params(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """Freshly initialised parameters (each one's random stream depends on the seed and its name)."""
+        from .backends.numpy_ref import init_params
+        return init_params(self.graph, seed)
+
+    def inputs(self, seed: int = 0, **dims) -> dict[str, np.ndarray]:
+        """Seeded random inputs (symbolic dims from `dims`, else the model's small defaults)."""
+        from .backends.numpy_ref import random_inputs
+        return random_inputs(self.graph, seed, dims or None)
+
+    def run(self, inputs: dict | None = None, params: dict | str | Path | None = None, backend: str = "numpy",
+            *, seed: int = 0, float64: bool = False, dtype: str = "f32") -> dict[str, np.ndarray]:
+        """Outputs by name as NumPy arrays. `params` is a dict, a weight file (.npz/.safetensors) or None (seeded);
+        missing inputs are drawn from `seed`."""
+        from .backends import numpy_ref
+        if backend not in BACKENDS:
+            raise UsageError(f"backend '{backend}': available backends are {', '.join(BACKENDS)}")
+        inputs = dict(inputs) if inputs is not None else numpy_ref.random_inputs(self.graph, seed)
+        if isinstance(params, (str, Path)):
+            from .weights import load_params
+            params = load_params(params, self.graph)
+        if params is None:
+            params = numpy_ref.init_params(self.graph, seed)
+        if backend == "numpy":
+            return numpy_ref.run(self.graph, inputs, params, seed=seed, float64=float64)
+        import torch
+        module = self.torch_module(dtype="f64" if float64 else dtype, params=params)
+        with torch.no_grad():
+            out = module(**inputs)
+        return {k: (v.float() if v.dtype == torch.bfloat16 else v).cpu().numpy() for k, v in out.items()}
+
+    def torch_module(self, dtype: str = "f32", device="cpu", *, seed: int = 0, params: dict | None = None):
+        from .backends.torch_backend import to_module
+        return to_module(self.graph, dtype, device, seed=seed, params=params)
+
+    def torch_source(self) -> str:
+        from .backends.torch_source import to_source
+        return to_source(self.graph)
+
+
+def load(path: str | Path, model: str | None = None, **hyper) -> Model:
+    """Compile `path` (the first `model` in it, or the one named `model`). Keyword arguments set the model's
+    hyperparameters (`width=64`) or the default sizes of its symbolic dims (`B=8`)."""
+    from .dsl.compile import load_file
+    return _model(load_file(path, model, hyper), hyper, str(path))
+
+
+def loads(source: str, model: str | None = None, **hyper) -> Model:
+    """Like `load`, from source text (imports resolve against the stdlib)."""
+    from .dsl.compile import load_source
+    return _model(load_source(source, "<string>", model, hyper), hyper, None)
+
+
+def _model(result, overrides: dict, path) -> Model:
+    """Keywords that are not hyperparameters must be dims of the inputs: they set those dims' default sizes."""
+    graph = result.graph
+    dims_in_graph = {s.name for _, v in graph.inputs for d in v.type.shape for s in d.free_symbols}
+    for k, v in overrides.items():
+        if k in result.hyper:
+            continue
+        if k not in dims_in_graph:
+            raise UsageError(f"{k}={v!r}: model '{graph.name}' has no hyperparameter or dim named '{k}' "
+                             f"(hyperparameters: {', '.join(result.hyper) or 'none'}; "
+                             f"dims: {', '.join(sorted(dims_in_graph)) or 'none'})")
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+            raise UsageError(f"{k}={v!r}: dim '{k}' needs a positive integer")
+        graph.dims[k] = int(v)
+    return Model(graph, result.hyper, path)
