@@ -1,0 +1,498 @@
+"""The differential tester: properties every generated program must satisfy, and `pnet fuzz`, the
+long-run mode (`pnet fuzz --minutes 60 --out failures/`).
+
+Properties (each a function raising `PropertyFailed`; tests/test_properties.py runs each as a test):
+- compile:    a generated program is well typed, so the front end accepts it;
+- source:     format -> parse gives the same tree, formatting is a fixed point, and the formatted program
+              elaborates to the same IR;
+- ir:         print -> parse -> print of the IR is a fixed point and the verifier accepts the parsed graph;
+- passes:     every pass and every pipeline the CLI offers keeps the reference result within tolerance
+              (testing/tolerance.py), the verifier accepts its output, and its IR round-trips;
+- idempotent: running a pass (or pipeline) twice gives the IR of running it once;
+- torch:      the torch backend agrees with the reference (float32 and float64 modules).
+A program whose float64 reference is not finite (or huge) is *discarded*, not failed.
+
+`pnet fuzz` generates with hypothesis when it is installed (failures shrink to a minimal program) and with
+`random.Random` otherwise; each new kind of failure is saved, minimal, as a .pnet file whose header says how
+to run it (`pnet run FILE --set ...`) and which property failed -- copy it into tests/regressions/, where
+tests/test_properties.py runs it through every property on every CI run (add a line `# open: WHY` while the
+bug is not fixed: the test is then a strict xfail; generate.OPEN_BUGS lets the generator steer around it).
+"""
+from __future__ import annotations
+
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .generate import Program
+
+PROPERTIES = ("compile", "source", "ir", "passes", "idempotent", "torch")   # + one per backend
+HUGE = 1e6
+
+
+class PropertyFailed(AssertionError):
+    def __init__(self, prop: str, message: str):
+        super().__init__(f"[{prop}] {message}")
+        self.prop = prop
+        self.message = message
+
+    @property
+    def signature(self) -> str:
+        """What kind of failure this is (failures of one kind are saved once)."""
+        msg = re.sub(r"\b[vxphty]\w*\d+\b", "V", self.message)       # generated names
+        msg = re.sub(r"\b\w+ RMSE .*", "RMSE", msg)
+        msg = re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "N", msg)
+        msg = re.sub(r"<fuzz>:N:N: ", "", msg)
+        return f"{self.prop}: {msg[:90]}"
+
+
+class Discard(Exception):
+    """The program is fine but useless as a test (its reference is not finite, or ill-conditioned)."""
+
+
+@dataclass
+class Reference:
+    inputs: dict
+    params: dict
+    ref32: dict
+    ref64: dict
+
+
+def _overrides(prog: Program) -> dict:
+    return prog.load_overrides()
+
+
+def compile_program(prog: Program):
+    from ..dsl.compile import load_source
+    from ..errors import PnetError
+    try:
+        return load_source(prog.source, "<fuzz>", overrides=_overrides(prog)).graph
+    except PnetError as e:
+        raise PropertyFailed("compile", f"the front end rejected a generated (well-typed) program: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any other exception is a front-end crash
+        raise PropertyFailed("compile", f"front-end crash {type(e).__name__}: {e}") from None
+
+
+def reference(graph, prog: Program) -> Reference:
+    from ..backends import numpy_ref
+    try:
+        inputs = numpy_ref.random_inputs(graph, seed=prog.seed)
+        params = numpy_ref.init_params(graph, seed=prog.seed)
+        ref32 = numpy_ref.run(graph, inputs, params)
+        ref64 = numpy_ref.run(graph, inputs, params, float64=True)
+    except Exception as e:  # noqa: BLE001
+        raise PropertyFailed("compile", f"the reference interpreter failed: {type(e).__name__}: {e}") from None
+    for name, r64 in ref64.items():
+        r32 = ref32[name]
+        if r64.dtype.kind == "f":
+            if not (np.all(np.isfinite(r64)) and np.all(np.isfinite(r32))):
+                raise Discard(f"output {name} is not finite")
+            if r64.size and float(np.max(np.abs(r64))) > HUGE:
+                raise Discard(f"output {name} is huge")
+        elif not np.array_equal(r32, r64):
+            # the generator promises exact inputs to every discontinuous op: this is its bug (or the reference's)
+            raise PropertyFailed("reference", f"integer output {name} differs between the float32 and float64 "
+                                 "references (a discontinuous op saw an inexact value)")
+    return Reference(inputs, params, ref32, ref64)
+
+
+def _strip_locs(text: str) -> str:
+    return re.sub(r' loc\("[^"]*":\d+:\d+\)', "", text)
+
+
+def check_source(prog: Program, graph) -> None:
+    from ..dsl.compile import load_source
+    from ..dsl.fmt import format_module
+    from ..dsl.parser import parse
+    from ..ir.text import print_graph
+    try:
+        tree = parse(prog.source, "<fuzz>")
+        once = format_module(tree)
+        tree_once = parse(once, "<fuzz>")
+        if tree_once != tree:
+            raise PropertyFailed("source", "formatting changed the syntax tree")
+        twice = format_module(tree_once)
+        if twice != once:
+            raise PropertyFailed("source", "formatting is not a fixed point")
+        again = load_source(once, "<fuzz>", overrides=_overrides(prog)).graph
+    except PropertyFailed:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise PropertyFailed("source", f"{type(e).__name__}: {e}") from None
+    if _strip_locs(print_graph(again)) != _strip_locs(print_graph(graph)):
+        raise PropertyFailed("source", "the formatted program elaborates to different IR")
+
+
+def check_ir(graph, what: str = "elaborated graph") -> None:
+    from ..ir.text import parse_graph, print_graph
+    from ..passes.verify import verify
+    try:
+        text = print_graph(graph)
+        back = parse_graph(text)
+        verify(back)
+        again = print_graph(back)
+    except Exception as e:  # noqa: BLE001
+        raise PropertyFailed("ir", f"{what}: {type(e).__name__}: {e}") from None
+    if again != text:
+        raise PropertyFailed("ir", f"{what}: print -> parse -> print is not a fixed point")
+
+
+def pipelines() -> list[list[str]]:
+    """Every single pass and every pipeline of the pass manager (the ones `--passes` offers)."""
+    from ..passes.manager import PASSES, PIPELINES
+    out = [[n] for n in PASSES]
+    for names in PIPELINES.values():
+        if names and list(names) not in out:
+            out.append(list(names))
+    return out
+
+
+def check_passes(graph, ref: Reference) -> None:
+    from ..backends import numpy_ref
+    from ..passes.manager import run_passes
+    from ..testing.tolerance import assert_outputs_close
+    for names in pipelines():
+        label = ",".join(names)
+        try:
+            out = run_passes(graph, names)   # the verifier runs after every pass
+        except Exception as e:  # noqa: BLE001
+            raise PropertyFailed("passes", f"{label}: {type(e).__name__}: {e}") from None
+        if len(names) > 1:
+            check_ir(out, f"IR after {label}")   # (the IR of single passes round-trips like their pipeline's)
+        try:
+            got = numpy_ref.run(out, ref.inputs, ref.params)
+        except Exception as e:  # noqa: BLE001
+            raise PropertyFailed("passes", f"{label}: running the result: {type(e).__name__}: {e}") from None
+        try:
+            assert_outputs_close(got, ref.ref32, ref.ref64)
+        except AssertionError as e:
+            raise PropertyFailed("passes", f"{label} changed the result: {e}") from None
+
+
+def check_idempotent(graph) -> None:
+    from ..ir.text import print_graph
+    from ..passes.manager import run_passes
+    for names in pipelines():
+        label = ",".join(names)
+        try:
+            once = run_passes(graph, names)
+            twice = run_passes(once, names)
+        except Exception as e:  # noqa: BLE001
+            raise PropertyFailed("idempotent", f"{label}: {type(e).__name__}: {e}") from None
+        if print_graph(twice) != print_graph(once):
+            raise PropertyFailed("idempotent", f"{label} is not idempotent")
+
+
+def torch_available() -> str | None:
+    """None when the torch backend can be used, else why not."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "torch is not installed"
+    try:
+        from ..backends import torch_backend
+    except Exception as e:  # noqa: BLE001 - the backend is being written; any import failure means "absent"
+        return f"pnet.backends.torch_backend does not import ({type(e).__name__}: {e})"
+    if not hasattr(torch_backend, "to_module"):
+        return "pnet.backends.torch_backend has no to_module"
+    return None
+
+
+def check_torch(graph, ref: Reference) -> None:
+    import torch
+    from ..backends import torch_backend
+    from ..testing.tolerance import assert_outputs_close
+    for mode, want in (("f32", None), ("f64", ref.ref64)):
+        try:
+            module = torch_backend.to_module(graph, dtype=mode, params=ref.params)
+            feed = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in ref.inputs.items()}
+            with torch.no_grad():
+                out = module(**feed)
+            got = {k: _to_numpy(v) for k, v in out.items()}
+        except Exception as e:  # noqa: BLE001
+            raise PropertyFailed("torch", f"{mode} module: {type(e).__name__}: {str(e)[:300]}") from None
+        try:
+            if mode == "f32":
+                for k, v in got.items():
+                    want_dt = ref.ref32[k].dtype
+                    if v.dtype != want_dt:
+                        raise AssertionError(f"{k}: dtype {v.dtype}, the reference gives {want_dt}")
+                assert_outputs_close(got, ref.ref32, ref.ref64)
+            else:   # every float widened to f64, as the reference's float64=True
+                assert_outputs_close({k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in got.items()},
+                                     ref.ref64, ref.ref64, "f64")
+        except AssertionError as e:
+            raise PropertyFailed("torch", f"{mode} module disagrees with the reference: {e}") from None
+
+
+# Backends checked against the reference: name -> (why it is unavailable or None, the check). A new backend
+# (Triton) adds one entry; `pnet fuzz --backends` and the tests pick it up.
+def backend_checks() -> dict:
+    return {"torch": (torch_available, check_torch)}
+
+
+def _to_numpy(t):
+    import torch
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        t = t.float()
+    return t.numpy()
+
+
+@dataclass
+class Outcome:
+    discarded: str | None = None
+    ran: list = field(default_factory=list)
+
+
+def check_program(prog: Program, properties=PROPERTIES, backends=("numpy", "torch")) -> Outcome:
+    """Run the properties on one program. Raises PropertyFailed; returns how far it got."""
+    out = Outcome()
+    graph = compile_program(prog)
+    out.ran.append("compile")
+    if "source" in properties:
+        check_source(prog, graph)
+        out.ran.append("source")
+    if "ir" in properties:
+        check_ir(graph)
+        out.ran.append("ir")
+    if "idempotent" in properties:
+        check_idempotent(graph)
+        out.ran.append("idempotent")
+    extra = [b for b in backends if b != "numpy" and b in properties]
+    if "passes" not in properties and not extra:
+        return out
+    try:
+        ref = reference(graph, prog)
+    except Discard as d:
+        out.discarded = str(d)
+        return out
+    if "passes" in properties:
+        check_passes(graph, ref)
+        out.ran.append("passes")
+    checks = backend_checks()
+    for b in extra:
+        checks[b][1](graph, ref)
+        out.ran.append(b)
+    return out
+
+
+# ---- the CLI -------------------------------------------------------------------------------------------------
+def add_parser(sub) -> None:
+    sp = sub.add_parser("fuzz", help="generate random well-typed programs and check every pass and backend "
+                                     "against the reference")
+    sp.add_argument("--minutes", type=float, default=1.0, help="how long to run (default 1)")
+    sp.add_argument("--seed", type=int, default=None, help="first seed (default: from the clock)")
+    sp.add_argument("--out", default="pnet-fuzz", metavar="DIR",
+                    help="where failing programs are saved (default ./pnet-fuzz)")
+    sp.add_argument("--backends", default="numpy,torch",
+                    help="comma list: numpy (passes against the reference), torch (default: numpy,torch; "
+                         "torch is skipped with a note when the backend is absent)")
+    sp.add_argument("--max-programs", type=int, default=0, help="stop after this many programs (0: no limit)")
+    sp.add_argument("--max-stmts", type=int, default=10, help="statements per generated model (default 10)")
+    sp.add_argument("--no-shrink", action="store_true", help="save failures as found, without shrinking")
+    sp.add_argument("--timeout", type=float, default=60.0, help="seconds one program may take (default 60)")
+    sp.set_defaults(fn=run)
+
+
+class _Timeout(Exception):
+    pass
+
+
+class _Stop(Exception):
+    pass
+
+
+class _State:
+    def __init__(self, args, backends, out_dir: Path):
+        self.args = args
+        self.backends = backends
+        self.out = out_dir
+        self.start = time.monotonic()
+        self.deadline = self.start + args.minutes * 60
+        self.programs = 0
+        self.discarded = 0
+        self.failures: dict[str, Path] = {}     # signature -> saved file
+        self.repeats = 0
+        self.ops: set[str] = set()
+        self.last_print = 0.0
+        self.tty = sys.stderr.isatty()
+
+    def done(self) -> bool:
+        n = self.args.max_programs
+        return time.monotonic() >= self.deadline or (n and self.programs >= n)
+
+    def progress(self, force=False):
+        now = time.monotonic()
+        if not force and now - self.last_print < (0.5 if self.tty else 30):
+            return
+        self.last_print = now
+        el = now - self.start
+        total = self.args.minutes * 60
+        frac = min(1.0, el / total) if total else 1.0
+        bar = "#" * int(frac * 20) + "-" * (20 - int(frac * 20))
+        rate = self.programs / el if el > 0 else 0.0
+        line = (f"pnet fuzz [{bar}] {_mmss(el)}/{_mmss(total)}  programs {self.programs} ({rate:.1f}/s)  "
+                f"failures {len(self.failures)}" + (f" (+{self.repeats} repeats)" if self.repeats else "")
+                + f"  discarded {self.discarded}")
+        if self.tty:
+            sys.stderr.write("\r" + line + "\033[K")
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _mmss(s: float) -> str:
+    s = int(s)
+    return f"{s // 60:02d}:{s % 60:02d}"
+
+
+def _one(state: _State, prog: Program, only: str | None = None):
+    """Check one program; returns the new failure (or None). `only`: while shrinking a failure of that
+    property, check just it (and what it needs), which is faster."""
+    state.programs += 1
+    state.ops.update(prog.ops)
+    use_alarm = hasattr(signal, "SIGALRM") and state.args.timeout > 0
+    if use_alarm:
+        def on_alarm(signum, frame):
+            raise _Timeout()
+        old = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, state.args.timeout)
+    try:
+        props = PROPERTIES + tuple(b for b in state.backends if b not in PROPERTIES)
+        if only is not None and only in props:
+            props = (only,)
+        outcome = check_program(prog, properties=props, backends=state.backends)
+        if outcome.discarded:
+            state.discarded += 1
+        return None
+    except _Timeout:
+        fail = PropertyFailed("timeout", f"a program took over {state.args.timeout:g} s")
+    except PropertyFailed as e:
+        fail = e
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        state.progress()
+    if fail.signature in state.failures:
+        state.repeats += 1
+        return None
+    return fail
+
+
+def _save(state: _State, fail: PropertyFailed, prog: Program) -> Path:
+    state.out.mkdir(parents=True, exist_ok=True)
+    n = len(state.failures) + 1
+    path = state.out / f"fail{n:03d}-{fail.prop}.pnet"
+    sets = " ".join(f"--set {k}={v}" for k, v in {**prog.overrides, **prog.dims}.items())
+    note = (f"pnet fuzz found this: property '{fail.prop}' fails\n{fail.message.strip()}\n"
+            f"run: pnet run {path.name} {sets} --seed {prog.seed}")
+    path.write_text(prog.to_text(note), encoding="utf-8")
+    state.failures[fail.signature] = path
+    return path
+
+
+def run(args) -> int:
+    from ..errors import UsageError
+    names = [b.strip() for b in args.backends.split(",") if b.strip()]
+    checks = backend_checks()
+    for b in names:
+        if b != "numpy" and b not in checks:
+            raise UsageError(f"--backends {args.backends}: unknown backend '{b}' (available: numpy, "
+                             f"{', '.join(checks)})")
+    if args.minutes <= 0 and not args.max_programs:
+        raise UsageError("--minutes must be positive")
+    backends = list(names)
+    for b in names:
+        why = checks[b][0]() if b in checks else None
+        if why:
+            print(f"pnet fuzz: {b} backend skipped: {why}", file=sys.stderr)
+            backends.remove(b)
+    state = _State(args, tuple(backends), Path(args.out))
+    seed = args.seed if args.seed is not None else int(time.time()) % 100000
+    print(f"pnet fuzz: {args.minutes:g} min, seed {seed}, backends {', '.join(backends) or 'none'}, "
+          f"failures go to {state.out}/", file=sys.stderr)
+    try:
+        import hypothesis  # noqa: F401
+        have_hyp = not args.no_shrink
+    except ImportError:
+        have_hyp = False
+    batch = 0
+    try:
+        while not state.done():
+            if have_hyp:
+                _hypothesis_batch(state, seed + batch)
+            else:
+                from .generate import random_program
+                prog = random_program(seed * 1000003 + batch, max_stmts=args.max_stmts)
+                fail = _one(state, prog)
+                if fail is not None:
+                    print(f"\npnet fuzz: new failure, saved to {_save(state, fail, prog)}: {fail}", file=sys.stderr)
+            batch += 1
+    except KeyboardInterrupt:
+        print("\npnet fuzz: interrupted", file=sys.stderr)
+    state.progress(force=True)
+    if state.tty:
+        sys.stderr.write("\n")
+    from .generate import generatable_ops
+    ops = generatable_ops()
+    missing = [o for o in ops if o not in state.ops]
+    extras = sorted(o for o in state.ops if o not in ops)
+    print(f"programs: {state.programs}  failures: {len(state.failures)}  repeats: {state.repeats}  "
+          f"discarded: {state.discarded}  ops exercised: {len(ops) - len(missing)}/{len(ops)}"
+          + (f" (not: {', '.join(missing)})" if missing else "")
+          + (f"  constructs: {', '.join(extras)}" if extras else ""))
+    for sig, path in state.failures.items():
+        print(f"  {path}: {sig}")
+    return 1 if state.failures else 0
+
+
+def _hypothesis_batch(state: _State, seed: int) -> None:
+    """Up to 100 programs from hypothesis; the first new kind of failure is shrunk (at most ~3 minutes) and
+    saved. Failures of other kinds met while shrinking are left for later batches."""
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+    from hypothesis import seed as hseed
+    from .generate import programs
+
+    target = {"sig": None, "best": None, "until": 0.0}
+
+    @hseed(seed)
+    @settings(max_examples=100, database=None, deadline=None, derandomize=False,
+              suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink],
+              report_multiple_bugs=False, verbosity=Verbosity.quiet, print_blob=False)
+    @given(programs(max_stmts=state.args.max_stmts))
+    def prop(prog):
+        if target["sig"] is None and state.done():
+            return                              # out of time: hypothesis finishes the batch quickly
+        if target["sig"] is not None and time.monotonic() > target["until"]:
+            best_fail, best = target["best"]    # shrinking is over budget: only the best so far fails
+            if prog.source == best.source and prog.dims == best.dims and prog.overrides == best.overrides:
+                raise best_fail
+            return
+        fail = _one(state, prog, only=target["best"][0].prop if target["best"] else None)
+        if fail is None:
+            return
+        if target["sig"] is None:
+            target.update(sig=fail.signature, until=time.monotonic() + 180)
+        elif fail.signature != target["sig"]:
+            return
+        target["best"] = (fail, prog)
+        raise fail
+
+    try:
+        prop()
+    except BaseException as e:  # noqa: BLE001 - a failure, or hypothesis giving up (Flaky, Unsatisfiable)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        if target["best"] is None:
+            print(f"\npnet fuzz: batch {seed} stopped: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
+            return
+        fail, prog = target["best"]
+        path = _save(state, fail, prog)
+        print(f"\npnet fuzz: new failure ({fail.signature}); minimal program saved to {path}", file=sys.stderr)
