@@ -80,7 +80,8 @@ def expr(e) -> str:
     if isinstance(e, A.Attribute):
         return f"{_wrap(e.value, _prec(e.value) >= 10)}.{e.attr}"
     if isinstance(e, A.AnnotatedExpr):
-        return " ".join(annotation(a) for a in e.annotations) + " " + _wrap(e.value, _prec(e.value) >= 10)
+        # `@a (x)` would read as annotation arguments: a postfix (incl. `f(x) as name`) needs none
+        return " ".join(annotation(a) for a in e.annotations) + " " + _wrap(e.value, _prec(e.value) >= 9.7)
     raise TypeError(f"cannot format {type(e).__name__}")
 
 
