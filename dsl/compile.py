@@ -16,7 +16,12 @@ def load_source(source: str, file: str = "<string>", model: str | None = None, o
         loader.imported(module, imp)
     el = Elaborator(loader)
     el._main_source = (file, source)
-    result = el.elaborate_model(module, model, overrides)
+    try:
+        result = el.elaborate_model(module, model, overrides)
+    except RecursionError:
+        from ..errors import Loc
+        raise PnetError("program nests too deeply to elaborate (an expression or call chain thousands deep)",
+                        Loc(file, 1, 1)) from None
     from ..passes.verify import verify
     verify(result.graph)
     return result

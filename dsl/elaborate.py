@@ -85,7 +85,7 @@ class Elaborator:
     def elaborate_model(self, module: A.Module, model: str | None = None, overrides: dict | None = None) -> Elaborated:
         models = [d for d in module.defs if d.is_model]
         if not models:
-            raise PnetError(f"{module.file}: no `model` in this file")
+            raise PnetError("no `model` in this file (a file of defs is imported, not run)", Loc(module.file, 1, 1))
         if model is None:
             mdef = models[0]
         else:

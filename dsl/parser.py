@@ -91,6 +91,8 @@ def parse(source: str, file: str = "<string>") -> A.Module:
         raise _syntax_error(err, file, lines) from None
     except VisitError as err:
         inner = err.orig_exc
+        if isinstance(inner, RecursionError):
+            raise PnetError("syntax error: nesting too deep", Loc(file, 1, 1)) from None
         if isinstance(inner, PnetError):
             if inner.loc is not None and inner.source_line is None and 0 < inner.loc.line <= len(lines):
                 inner.source_line = lines[inner.loc.line - 1]
