@@ -19,8 +19,9 @@ _CLOSE = {"RPAR", "RSQB"}
 
 
 class _PostLex:
-    """Drops newlines inside () and [] and after an operator, so expressions can wrap lines."""
-    always_accept = ()
+    """Drops newlines inside () and [] and after an operator, so expressions can wrap lines.
+    (`always_accept`: the contextual lexer must produce _NL even where the grammar takes none.)"""
+    always_accept = ("_NL",)
 
     def process(self, stream):
         depth = 0
@@ -118,8 +119,15 @@ def parse_file(path: str | Path) -> A.Module:
     return parse(text, str(path))
 
 
+def unescape(body: str) -> str:
+    """A string literal's body with its backslash escapes resolved (non-ASCII text kept as is)."""
+    if "\\" not in body:
+        return body
+    return body.encode("latin-1", "backslashreplace").decode("unicode_escape")
+
+
 def _str_value(tok: Token) -> str:
-    return bytes(str(tok)[1:-1], "utf-8").decode("unicode_escape") if "\\" in tok else str(tok)[1:-1]
+    return unescape(str(tok)[1:-1])
 
 
 @v_args(meta=True)

@@ -118,8 +118,8 @@ def parse_graph(text: str, file: str = "<ir>") -> Graph:
 
 
 def _unquote(s: str) -> str:
-    body = s[1:-1]
-    return body.encode("utf-8").decode("unicode_escape") if "\\" in body else body
+    from ..dsl.parser import unescape
+    return unescape(s[1:-1])
 
 
 class _Build(Transformer):

@@ -44,10 +44,8 @@ SKIP_KINDS = ("control", "source")
 # Constructs the generator steers around while a compiler bug it found is open: name -> the regression file
 # (tests/regressions/) that pins the bug. Delete an entry when its bug is fixed.
 OPEN_BUGS: dict[str, str] = {
-    "line-continuation": "line_continuation_after_comma.pnet",
     "rank0-axis": "rank0_axis_reference.pnet",
     "bool-arith": "bool_arithmetic.pnet",
-    "string-escapes": "string_unicode_escape.pnet",
     "torch-mixed-dtypes": "torch_mixed_dtypes.pnet",
 }
 # ops that take bool operands meaningfully (the rest is arithmetic)
