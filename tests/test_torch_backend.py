@@ -312,9 +312,14 @@ _RUNNER = r'''
 import importlib.util, json, sys
 import numpy as np, torch
 torch.set_num_threads(1)  # tiny tensors: threads only add synchronisation (and spin under load)
+# pnet may be installed in this interpreter (an editable install in CI): make every import of it fail,
+# so a generated module that needs pnet fails here instead of passing silently
+for _name in [m for m in sys.modules if m == "pnet" or m.startswith("pnet.")]:
+    del sys.modules[_name]
+sys.modules["pnet"] = None
 try:
     import pnet  # noqa: F401
-    sys.exit("pnet is importable here: the test would prove nothing")
+    sys.exit("pnet is still importable: the test would prove nothing")
 except ImportError:
     pass
 results = {}
