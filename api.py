@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends import BACKENDS, run as run_backend
 from .errors import UsageError
 from .ir.graph import Graph
-
-BACKENDS = ("numpy", "torch")
 
 
 class Model:
@@ -60,13 +59,7 @@ class Model:
             params = load_params(params, self.graph)
         if params is None:
             params = numpy_ref.init_params(self.graph, seed)
-        if backend == "numpy":
-            return numpy_ref.run(self.graph, inputs, params, seed=seed, float64=float64)
-        import torch
-        module = self.torch_module(dtype="f64" if float64 else dtype, params=params)
-        with torch.no_grad():
-            out = module(**inputs)
-        return {k: (v.float() if v.dtype == torch.bfloat16 else v).cpu().numpy() for k, v in out.items()}
+        return run_backend(backend, self.graph, inputs, params, seed=seed, float64=float64, dtype=dtype)
 
     def torch_module(self, dtype: str = "f32", device="cpu", *, seed: int = 0, params: dict | None = None):
         from .backends.torch_backend import to_module

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends import BACKENDS, run as run_backend
 from .errors import PnetError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-BACKENDS = ("numpy", "torch", "triton")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -138,14 +138,7 @@ def cmd_run(args) -> int:
     g = _passes(result.graph, args)
     inputs = load_inputs(args.inputs, g) if args.inputs else numpy_ref.random_inputs(g, args.seed)
     params = load_params(args.params, g) if args.params else numpy_ref.init_params(g, args.seed)
-    if args.backend == "numpy":
-        outputs = numpy_ref.run(g, inputs, params, float64=args.float64)
-    elif args.backend == "triton":
-        from .backends import triton as triton_backend
-        outputs = triton_backend.compile(g).run(inputs, params)
-    else:
-        from .backends import torch_backend
-        outputs = torch_backend.run(g, inputs, params)
+    outputs = run_backend(args.backend, g, inputs, params, float64=args.float64)
     out_path = Path(args.output)
     tmp = out_path.with_name(out_path.name + ".tmp.npz")
     np.savez(tmp, **outputs)

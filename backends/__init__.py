@@ -1,1 +1,23 @@
+"""The backends, and one entry point that runs a graph on any of them (used by the CLI and the API)."""
+from __future__ import annotations
 
+import numpy as np
+
+BACKENDS = ("numpy", "torch", "triton")
+
+
+def run(backend: str, graph, inputs: dict, params: dict, *, seed: int = 0, float64: bool = False,
+        dtype: str = "f32") -> dict[str, np.ndarray]:
+    """Outputs by name as NumPy arrays. The caller checks `backend` against BACKENDS (to word the error)."""
+    if backend == "numpy":
+        from . import numpy_ref
+        return numpy_ref.run(graph, inputs, params, seed=seed, float64=float64)
+    if backend == "triton":
+        from . import triton as triton_backend
+        return triton_backend.compile(graph).run(inputs, params)
+    import torch
+    from .torch_backend import to_module
+    module = to_module(graph, "f64" if float64 else dtype, params=params)
+    with torch.no_grad():
+        out = module(**inputs)
+    return {k: (v.float() if v.dtype == torch.bfloat16 else v).cpu().numpy() for k, v in out.items()}

@@ -158,6 +158,9 @@ class Elaborator:
             getattr(self, "stmt_" + type(s).__name__)(s, frame)
         except PnetError as e:
             raise self._locate(e, s.loc)
+        except RecursionError:
+            raise PnetError("statement nests too deeply to elaborate (an expression or call chain thousands deep)",
+                            s.loc) from None
         finally:
             frame.annotations = saved
 
@@ -333,7 +336,9 @@ class Elaborator:
             v.type.with_shape(v.type.shape[:out_axis] + (length,) + v.type.shape[out_axis:]) for v in yields]
         captured = [Tensor(outer) for outer in region.captures]  # outer values (already lifted into frame.region)
         attrs = {"axes": axes, "out_axis": out_axis, "n_carries": len(inits), "n_seqs": len(seqs), "length": length}
-        node = frame.region.graph.add("scan", [t.value for t in inits + seqs + captured], attrs, out_types,
+        # inits and sequences may be values of an enclosing scan's outer graph: lift them like emit() does
+        operands = [frame.region.lift(t.value) for t in inits + seqs] + [t.value for t in captured]
+        node = frame.region.graph.add("scan", operands, attrs, out_types,
                                       s.loc, ".".join(frame.scope), frame.annotations, body)
         for v in node.outputs:
             frame.region.own.add(v)

@@ -3,6 +3,7 @@ precede, or at the end of the line they ended). `format_source(format_source(s))
 from __future__ import annotations
 
 from . import ast as A
+from ..errors import PnetError
 from .parser import parse
 
 INDENT = "  "
@@ -148,6 +149,14 @@ class _Printer:
         return any(a < c[0] < b for c in self.comments[self.ci:])
 
     def stmt(self, s, ind: str):
+        try:
+            self._stmt(s, ind)
+        except RecursionError:
+            # the printer recurses once per nesting level, like the elaborator: a located error, not a crash
+            raise PnetError("statement nests too deeply to format (an expression or call chain thousands deep)",
+                            s.loc) from None
+
+    def _stmt(self, s, ind: str):
         pre = "".join(annotation(a) + " " for a in s.annotations)
         if isinstance(s, A.Assign):
             self.emit(f"{pre}{', '.join(s.targets)} = {expr(s.value)}", s, ind)

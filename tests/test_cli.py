@@ -64,6 +64,15 @@ def test_run_writes_outputs_and_is_seeded(model, tmp_path, capsys):
     assert not np.allclose(a["y"], b["y"])
 
 
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_run_on_every_backend_matches_numpy(model, backend, tmp_path, capsys):
+    ref, out = tmp_path / "ref.npz", tmp_path / f"{backend}.npz"
+    assert run_cli(capsys, "run", model, "--seed", "2", "-o", ref)[0] == 0
+    code, _, err = run_cli(capsys, "run", model, "--seed", "2", "-o", out, "-b", backend)
+    assert code == 0, err
+    np.testing.assert_allclose(np.load(out)["y"], np.load(ref)["y"], rtol=1e-5, atol=1e-5)
+
+
 def test_run_with_inputs_and_params(model, tmp_path, capsys):
     x = np.ones((3, 4), np.float32)
     w = np.full((4, 8), 0.25, np.float32)

@@ -113,7 +113,9 @@ def test_regression_corpus(path, request):
     expect = _header(text, "expect")
     if expect in ("error", "no-crash"):
         from pnet.dsl.compile import load_source
+        from pnet.dsl.fmt import format_source
         try:
+            format_source(prog.source, str(path))        # the formatter must survive it too
             load_source(prog.source, str(path), overrides=prog.load_overrides())
         except PnetError as err:
             assert err.loc is not None, f"error without a location: {err}"
