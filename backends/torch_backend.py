@@ -258,6 +258,9 @@ class _Program:
                 fn = lowering(node.op)
             except PnetError as e:
                 raise e.with_loc(node.loc)
+            float_ins = {compute_dtype(v.type.dtype, mode) for v in node_ins if v is not None and is_float(v.type.dtype)}
+            if len(float_ins) > 1 and dtypes and dtypes[0].is_floating_point:
+                fn = _promoting(fn, dtypes[0])
             self.steps.append(_Step(node, fn, ins, outs, attrs, dtypes))
         self.n_slots = len(slots) + 1
         self.out_slots = [slots[v] for _, v in graph.outputs]
@@ -289,6 +292,14 @@ class _Program:
             else:
                 plan.append((s.fn, s.ins, attrs, s.outs, s.dtypes, s.const, free))
         return plan
+
+
+def _promoting(fn, dtype):
+    """A lowering whose float operands are first cast to the node's (promoted) float dtype: the IR promotes
+    mixed float operands (f64 input, f32 params), while torch's conv and norm kernels want one dtype."""
+    def run(T, *xs, **attrs):
+        return fn(T, *[x.to(dtype) if x is not None and x.is_floating_point() else x for x in xs], **attrs)
+    return run
 
 
 def _on_device(fn, device, T, **attrs):

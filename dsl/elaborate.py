@@ -24,6 +24,9 @@ from .values import Fn, IndexVar, InitSpec, Namespace, Tensor
 
 INIT_FNS = ("normal", "uniform", "zeros", "ones", "constant", "kaiming", "xavier", "orthogonal", "trunc_normal")
 DEFAULT_INIT = InitSpec("normal", (0.0, 0.02), ())
+# compile-time `for` loops unroll into the graph: bounds that keep a typo (0..10**9) from exhausting memory
+MAX_LOOP_ITERATIONS = 100_000
+MAX_UNROLLED_ITERATIONS = 1_000_000
 
 
 class _Return(Exception):
@@ -80,6 +83,7 @@ class Elaborator:
         self.scope_counts: dict[tuple, int] = {}
         self.ties: list[A.Tie] = []
         self.depth = 0
+        self._unrolled = 0  # compile-time loop iterations so far (bounded by MAX_UNROLLED_ITERATIONS)
 
     # ---- entry point --------------------------------------------------------------------------
     def elaborate_model(self, module: A.Module, model: str | None = None, overrides: dict | None = None) -> Elaborated:
@@ -251,7 +255,10 @@ class Elaborator:
     def stmt_For(self, s: A.For, frame):
         if s.stop is not None:
             lo, hi = self._int(self.eval(s.start, frame), s.start.loc), self._int(self.eval(s.stop, frame), s.stop.loc)
-            items = list(range(lo, hi))
+            if hi - lo > MAX_LOOP_ITERATIONS:
+                raise PnetError(f"`for` over {hi - lo} iterations: compile-time loops unroll, so at most "
+                                f"{MAX_LOOP_ITERATIONS} (use `scan` for a loop that runs at run time)", s.loc)
+            items = range(lo, hi)
         else:
             items = self.eval(s.start, frame)
             if not isinstance(items, (list, tuple)):
@@ -260,6 +267,10 @@ class Elaborator:
         base = self._unique_scope(frame.scope, label) if any(self._declares_params(b) for b in s.body) else label
         saved = frame.scope
         for i, item in enumerate(items):
+            self._unrolled += 1
+            if self._unrolled > MAX_UNROLLED_ITERATIONS:
+                raise PnetError(f"compile-time loops unroll more than {MAX_UNROLLED_ITERATIONS} iterations in all "
+                                "(nested loops multiply; use `scan` for run-time loops)", s.loc)
             frame.vars[s.var] = item
             frame.scope = saved + (base, str(i))
             try:
@@ -969,7 +980,7 @@ class Elaborator:
             f = frame or Frame({}, A.Module("<annotation>"), (), self.root)
             args = tuple(self._plain(self.eval(x, f)) for x in a.args)
             kwargs = tuple(sorted((k, self._plain(self.eval(v, f))) for k, v in a.kwargs))
-            out.append(Annotation(a.name, args, kwargs))
+            out.append(Annotation(a.name, args, kwargs, a.loc))
         return tuple(out)
 
     def _plain(self, v):

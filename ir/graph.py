@@ -30,6 +30,7 @@ class Annotation:
     name: str
     args: tuple = ()
     kwargs: tuple = ()  # sorted (key, value) pairs
+    loc: Loc | None = field(default=None, compare=False)  # where `@name` is written (for the passes' errors)
 
     def __str__(self) -> str:
         parts = [_fmt_lit(a) for a in self.args] + [f"{k}={_fmt_lit(v)}" for k, v in self.kwargs]
@@ -60,6 +61,12 @@ class Node:
     scope: str = ""
     annotations: tuple[Annotation, ...] = ()
     body: "Graph | None" = None  # the step function of a `scan`
+    text_loc: Loc | None = None  # where parse_graph read the node (IR text), for errors; never printed
+
+    @property
+    def where(self) -> Loc | None:
+        """The best location for an error about this node: its source, else its line of IR text."""
+        return self.loc or self.text_loc
 
     @property
     def output(self) -> Value:

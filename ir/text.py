@@ -99,22 +99,26 @@ def _print_nodes(graph, names, lines, ind):
 # ---- parsing -------------------------------------------------------------------------------------
 @lru_cache(maxsize=None)
 def _lark():
-    return Lark(Path(__file__).with_name("text.lark").read_text(), parser="lalr", maybe_placeholders=True)
+    return Lark(Path(__file__).with_name("text.lark").read_text(), parser="lalr", maybe_placeholders=True,
+                propagate_positions=True)
 
 
 def parse_graph(text: str, file: str = "<ir>") -> Graph:
     try:
         tree = _lark().parse(text)
-        return _Build().transform(tree)
+        return _Build(file).transform(tree)
     except UnexpectedInput as e:
         lines = text.splitlines()
         line, col = getattr(e, "line", 1) or 1, getattr(e, "column", 1) or 1
         src = lines[line - 1] if 0 < line <= len(lines) else None
         raise PnetError("IR syntax error", Loc(file, max(line, 1), max(col, 1)), src) from None
     except VisitError as e:
+        # located at the rule being built when it failed (the IR text's own line and column)
+        meta = getattr(e.obj, "meta", None)
+        loc = Loc(file, meta.line, meta.column) if meta is not None and not meta.empty else Loc(file, 1, 1)
         if isinstance(e.orig_exc, PnetError):
-            raise e.orig_exc from None
-        raise PnetError(f"bad IR: {e.orig_exc}", Loc(file, 1, 1)) from None
+            raise (e.orig_exc if e.orig_exc.loc else e.orig_exc.with_loc(loc)) from None
+        raise PnetError(f"bad IR: {e.orig_exc}", loc) from None
 
 
 def _unquote(s: str) -> str:
@@ -125,8 +129,9 @@ def _unquote(s: str) -> str:
 class _Build(Transformer):
     """Builds the graph in one pass; names resolve to Values in definition order."""
 
-    def __init__(self):
+    def __init__(self, file: str = "<ir>"):
         super().__init__()
+        self.file = file
         self.values: dict[str, Value] = {}
 
     def _var(self, tok) -> str:
@@ -188,7 +193,8 @@ class _Build(Transformer):
         name = self._var(var)
         return ("param", Param(name, self._def(name, t), Init(str(fn), args, kwargs), loc, annots))
 
-    def node(self, c):
+    @v_args(meta=True)
+    def node(self, meta, c):
         from .graph import Node
         i = 0
         outs = []
@@ -205,7 +211,7 @@ class _Build(Transformer):
         scope = next((x.s for x in rest if isinstance(x, _Scope)), "")
         body = next((x for x in rest if isinstance(x, Graph)), None)
         inputs = [None if o.name is None else self._use(o.name) for o in operands]
-        node = Node(op, inputs, attrs, [], loc, scope, annots, body)
+        node = Node(op, inputs, attrs, [], loc, scope, annots, body, text_loc=Loc(self.file, meta.line, meta.column))
         if len(types) != len(outs):
             raise PnetError(f"IR: {op} names {len(outs)} results but gives {len(types)} types")
         for name, t in zip(outs, types):

@@ -164,9 +164,9 @@ def broadcast_shapes(*shapes) -> tuple:
 def normalize_axis(axis: int, rank: int, what: str = "axis") -> int:
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
         raise ShapeError(f"{what} must be an integer, got {axis!r}")
-    if not -rank <= axis < max(rank, 1):
+    if not -rank <= axis < rank:  # a scalar has no axes at all
         raise ShapeError(f"{what} {axis} out of range for a rank-{rank} tensor")
-    return int(axis) % max(rank, 1)
+    return int(axis) % rank
 
 
 def concrete(d: Dim, bindings: dict | None = None) -> int:

@@ -44,9 +44,6 @@ SKIP_KINDS = ("control", "source")
 # Constructs the generator steers around while a compiler bug it found is open: name -> the regression file
 # (tests/regressions/) that pins the bug. Delete an entry when its bug is fixed.
 OPEN_BUGS: dict[str, str] = {
-    "rank0-axis": "rank0_axis_reference.pnet",
-    "bool-arith": "bool_arithmetic.pnet",
-    "torch-mixed-dtypes": "torch_mixed_dtypes.pnet",
 }
 # ops that take bool operands meaningfully (the rest is arithmetic)
 BOOL_OPS = {"logical_and", "logical_or", "logical_not", "where", "eq", "ne", "cast"}
@@ -524,9 +521,7 @@ class Gen:
             names.append(self.fresh() if k else "_")
         annot = ""
         if self.features and self.ch.flag(0.04):
-            notes = ['"a\\"b"', '"tab\\there"', '"λ"', '"∑ é"']
-            if "string-escapes" not in OPEN_BUGS:
-                notes.append('"λ\\"x"')
+            notes = ['"a\\"b"', '"tab\\there"', '"λ"', '"∑ é"', '"λ\\"x"']
             annot = self.ch.choice(['@quantize("int8") ', '@sparse("2:4") ', '@equivariant("C4") ', "@note(k=1) ",
                                     f"@note({self.ch.choice(notes)}, n=[1, 2]) "])
         ctx.lines.append(f"{ctx.indent}{annot}{', '.join(names)} = {text}")
@@ -1020,7 +1015,7 @@ class Gen:
             elif r == 2:
                 out.append(re.match(r"\s*", line).group(0) + "# a comment line")
                 out.append(line)
-            elif r == 3 and simple and "(" in line and ", " in line and "line-continuation" not in OPEN_BUGS:
+            elif r == 3 and simple and "(" in line and ", " in line:
                 k = line.index(", ")
                 out.append(line[:k + 1])
                 out.append("      " + line[k + 2:])
@@ -1047,10 +1042,10 @@ def sample_attr(g: Gen, name: str, default, x: TensorType | None):
     r = x.rank if x is not None else 0
     ch = g.ch
     if name == "axis":
-        if r == 0:
-            if "rank0-axis" in OPEN_BUGS:
-                raise _Skip()
-            return default if default is not REQUIRED else 0
+        if r == 0:                # a scalar has no axes: only "all axes" (None) is valid
+            if default is None:
+                return None
+            raise _Skip()
         if default is None or isinstance(default, list):
             mode = ch.int(0, 2)
             if mode == 0:
@@ -1117,9 +1112,8 @@ def generic_unary(g: Gen, ctx, op):
     a = _unary_arg(g, ctx, op, spec, dtype_class=dtype_class)
     if a is None:
         return None
-    if a.type.dtype == "bool" and opdef.kind not in ("movement", "index") and op not in BOOL_OPS \
-            and ("bool-arith" in OPEN_BUGS or opdef.kind != "elementwise"):
-        return None
+    if a.type.dtype == "bool" and opdef.kind not in ("movement", "index") and op not in BOOL_OPS:
+        return None               # arithmetic on bools is a type error
     attrs = _attrs(g, op, a.type)
     rendered = None
     if op == "neg" and g.ch.flag(0.5):
@@ -1135,7 +1129,7 @@ def generic_unary(g: Gen, ctx, op):
 
 def generic_binary(g: Gen, ctx, op):
     spec = TABLE.get(op, Spec())
-    bools = op in BOOL_OPS or "bool-arith" not in OPEN_BUGS
+    bools = op in BOOL_OPS
     a = g.pick(ctx, exact=spec.exact_inputs, dtype_class="float" if g.ch.flag(0.85) else "num" if not bools else None)
     if a is None:
         return None
@@ -1468,7 +1462,7 @@ def s_conv(g, ctx, op):
     nd = int(op[4]) if op[4].isdigit() else 2
     transpose = op.startswith("conv_transpose")
     x = _spatial_input(g, ctx, nd)
-    if x is None or (x.type.dtype != "f32" and "torch-mixed-dtypes" in OPEN_BUGS):
+    if x is None:
         return None
     cin = int(x.type.shape[1])
     groups = g.ch.choice(_divisors(cin)) if g.ch.flag(0.3) else 1
@@ -1737,8 +1731,6 @@ def s_pad(g, ctx, op):
     k = g.ch.int(1, min(2, x.type.rank))
     trailing = x.type.shape[-k:]
     mode = g.ch.choice(["constant", "constant", "reflect", "replicate", "circular"])
-    if mode in ("reflect", "replicate") and "torch-pad-rank" in OPEN_BUGS and not k + 1 <= x.type.rank <= k + 2:
-        mode = "constant"
     pads = []
     for d in trailing:
         n = g.rt(d)
@@ -1795,7 +1787,7 @@ def s_layernorm(g, ctx, op):
     if g.ch.flag(0.3):
         attrs["eps"] = g.ch.choice([1e-5, 0.01])
     kw = {}
-    if all(d.is_Integer for d in trailing) and (x.type.dtype == "f32" or "torch-mixed-dtypes" not in OPEN_BUGS):
+    if all(d.is_Integer for d in trailing):
         nparams = g.ch.int(0, 2 if op == "layernorm" else 1)
         for i in range(nparams):
             p = _param_for(g, ctx, trailing)
@@ -1813,8 +1805,7 @@ def s_layernorm(g, ctx, op):
 
 
 def s_batchnorm(g, ctx, op):
-    x = g.float_var(ctx, lambda v: v.type.rank >= 2 and v.type.shape[1].is_Integer
-                    and (v.type.dtype == "f32" or "torch-mixed-dtypes" not in OPEN_BUGS))
+    x = g.float_var(ctx, lambda v: v.type.rank >= 2 and v.type.shape[1].is_Integer)
     if x is None:
         x = _spatial_input(g, ctx, g.ch.int(1, 2))
         if x is None:
@@ -1833,8 +1824,7 @@ def s_batchnorm(g, ctx, op):
 
 
 def s_groupnorm(g, ctx, op):
-    x = g.float_var(ctx, lambda v: v.type.rank >= 2 and v.type.shape[1].is_Integer
-                    and (v.type.dtype == "f32" or "torch-mixed-dtypes" not in OPEN_BUGS))
+    x = g.float_var(ctx, lambda v: v.type.rank >= 2 and v.type.shape[1].is_Integer)
     if x is None:
         x = _spatial_input(g, ctx, g.ch.int(1, 2))
         if x is None:

@@ -25,6 +25,27 @@ def broadcast_binary(types, attrs):
     return TensorType(promote(a.dtype, b.dtype), broadcast_shapes(a.shape, b.shape))
 
 
+def arith_binary(name):
+    """Arithmetic on two tensors: bool with bool is refused (bool arithmetic means `and`/`or`/`not`, and the
+    backends disagree on it); bool with a number promotes, so `mask * x` stays a valid idiom."""
+    def infer(types, attrs):
+        out = broadcast_binary(types, attrs)
+        if out.dtype == "bool":
+            raise ShapeError(f"{name}: arithmetic on bool tensors {types[0]} and {types[1]} "
+                             "(use and/or/not, or cast to a number type first)")
+        return out
+    return infer
+
+
+def numeric_unary(name):
+    """Any number dtype, not bool."""
+    def infer(types, attrs):
+        if types[0].dtype == "bool":
+            raise ShapeError(f"{name}: arithmetic on a bool tensor {types[0]} (cast it to a number type first)")
+        return types[0]
+    return infer
+
+
 def compare_binary(types, attrs):
     a, b = types
     return TensorType("bool", broadcast_shapes(a.shape, b.shape))

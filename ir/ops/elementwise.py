@@ -8,7 +8,7 @@ import numpy as np
 from ...errors import ShapeError
 from ..registry import REQUIRED, register
 from ..types import DTYPES, NP_NAMES, TensorType, broadcast_shapes, is_float, promote
-from .common import broadcast_binary, compare_binary, float_unary, same_as_first
+from .common import arith_binary, compare_binary, float_unary, numeric_unary
 
 _erf = np.frompyfunc(math.erf, 1, 1)  # libm's erf per element: exact to the last ulp (an oracle), no scipy import
 
@@ -46,7 +46,7 @@ def torch_common(T, *xs):
 
 
 def _binary(name, fn, torch_fn, triton_fn, flops=1):
-    register(name, "a, b", infer=broadcast_binary, ref=lambda a, b: fn(a, b).astype(result_dtype(a, b), copy=False),
+    register(name, "a, b", infer=arith_binary(name), ref=lambda a, b: fn(a, b).astype(result_dtype(a, b), copy=False),
              torch=lambda T, a, b: torch_fn(T, *torch_common(T, a, b)), triton=triton_fn,
              flops=lambda i, o, at: flops * o[0].numel)
 
@@ -104,7 +104,7 @@ register("where", "cond, a, b", infer=_where_infer,
 def _int_attrs_only(name):
     """clamp/scale of an integer tensor keep its dtype, so their attributes must be integers."""
     def infer(types, attrs):
-        t = types[0]
+        t = numeric_unary(name)(types, attrs)
         if not is_float(t.dtype):
             for k, v in attrs.items():
                 if isinstance(v, float) and not v.is_integer():
@@ -114,7 +114,7 @@ def _int_attrs_only(name):
 
 
 def _unary(name, fn, torch_fn, triton_fn, float_only=True, attrs=None, flops=1, doc=""):
-    infer = float_unary(name) if float_only else (_int_attrs_only(name) if attrs else same_as_first)
+    infer = float_unary(name) if float_only else (_int_attrs_only(name) if attrs else numeric_unary(name))
     register(name, "x", infer=infer, ref=_cast_like(fn),
              torch=torch_fn, triton=triton_fn, attrs=attrs, flops=lambda i, o, at: flops * o[0].numel, doc=doc)
 
