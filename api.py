@@ -61,6 +61,15 @@ class Model:
             params = numpy_ref.init_params(self.graph, seed)
         return run_backend(backend, self.graph, inputs, params, seed=seed, float64=float64, dtype=dtype)
 
+    def quantize(self, scheme: str | None = "w8a8", params: dict | None = None, calib: dict | None = None,
+                 *, seed: int = 0, **options) -> tuple["Model", dict]:
+        """(quantized model, its params): passes/quantize.py over the whole model (scheme=None: only the
+        @quantize-annotated layers). Options: group_size, act, observer, percentile, fake."""
+        from .passes.quantize import quantize
+        params = params if params is not None else self.params(seed)
+        graph, qparams = quantize(self.graph, params, scheme, calib, **options)
+        return Model(graph, self.hyper, self.path), qparams
+
     def torch_module(self, dtype: str = "f32", device="cpu", *, seed: int = 0, params: dict | None = None):
         from .backends.torch_backend import to_module
         return to_module(self.graph, dtype, device, seed=seed, params=params)

@@ -71,6 +71,11 @@ def cmd_check(args) -> int:
     from .ir.analysis import at, flops, param_bytes, param_count
     result = _load(args)
     g = _passes(result.graph, args)
+    if getattr(args, "equivariance", False):  # testing/equivariance.py: tie, then measure |f(g.x) - g.f(x)|
+        from .testing.equivariance import cli_check
+        return cli_check(g, args.json)
+    from .quantize_cli import maybe_quantize  # --quantize SCHEME: the bytes below are the quantized ones
+    g, _ = maybe_quantize(args, g)
     dims = bind_dims(g)
     f = flops(g)
     info = {
@@ -102,15 +107,23 @@ def cmd_show(args) -> int:
     from .ir.text import print_graph
     result = _load(args)
     g = _passes(result.graph, args)
+    from .quantize_cli import maybe_quantize
+    g, _ = maybe_quantize(args, g)
     if args.kernels:
         from .backends.numpy_ref import bind_dims
+        from .ir.analysis import param_bytes
         from .passes.fuse import describe, format_plan, plan
         kp = plan(g)
         dims = bind_dims(g)
         if args.json:
-            print(json.dumps(describe(kp, dims), indent=2))
+            print(json.dumps({**describe(kp, dims), "weight_bytes": param_bytes(g)}, indent=2))
         else:
             sys.stdout.write(format_plan(kp, dims))
+            print(f"weights: {param_bytes(g):,} bytes" + (f" (quantized: {args.quantize})" if getattr(args, "quantize", None) else ""))
+            from .passes.equivariant import param_counts
+            before, after = param_counts(g)
+            if before != after:
+                print(f"params: {before:,} before equivariance tying, {after:,} after")
         return EXIT_OK
     if args.params:
         rows = [{"name": p.name, "shape": [str(d) for d in p.value.type.shape], "dtype": p.value.type.dtype,
@@ -138,6 +151,8 @@ def cmd_run(args) -> int:
     g = _passes(result.graph, args)
     inputs = load_inputs(args.inputs, g) if args.inputs else numpy_ref.random_inputs(g, args.seed)
     params = load_params(args.params, g) if args.params else numpy_ref.init_params(g, args.seed)
+    from .quantize_cli import maybe_quantize
+    g, params = maybe_quantize(args, g, params)
     outputs = run_backend(args.backend, g, inputs, params, float64=args.float64)
     out_path = Path(args.output)
     tmp = out_path.with_name(out_path.name + ".tmp.npz")
@@ -158,9 +173,12 @@ def cmd_compile(args) -> int:
             from .backends.torch_source import to_source
             result = _load(args)
             g = _passes(result.graph, args)
+            from .quantize_cli import maybe_quantize, save_next_to
+            g, qparams = maybe_quantize(args, g)
             out = Path(args.output)
             out.write_text(to_source(g))
             print(f"wrote {out}")
+            save_next_to(args, qparams, out)
             return EXIT_OK
         raise UsageError(f"-b {args.backend}: compile supports triton and torch")
     from .backends import triton as triton_backend
@@ -168,12 +186,15 @@ def cmd_compile(args) -> int:
     from .passes.fuse import format_plan
     result = _load(args)
     g = _passes(result.graph, args)
+    from .quantize_cli import maybe_quantize, save_next_to
+    g, qparams = maybe_quantize(args, g)
     compiled = triton_backend.compile(g)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.py").write_text(compiled.source)
     (out / "plan.txt").write_text(format_plan(compiled.plan, bind_dims(g)))
     print(f"wrote {out / 'model.py'} ({len(compiled.plan.kernels)} kernels) and {out / 'plan.txt'}")
+    save_next_to(args, qparams, out)
     return EXIT_OK
 
 
@@ -234,6 +255,11 @@ def cmd_stdlib(args) -> int:
     return EXIT_OK
 
 
+def _add_quant_options(sp):
+    from .quantize_cli import add_options  # --quantize SCHEME, --calib, --group-size, ...
+    add_options(sp)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pnet", description="A compiler for neural networks written as text.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -247,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("check", help="parse and shape-check; print inputs, outputs, params, FLOPs")
     model_args(sp)
     sp.add_argument("--json", action="store_true")
+    sp.add_argument("--equivariance", action="store_true",
+                    help="tie @equivariant layers, report params before/after and the max |f(g.x) - g.f(x)| per output")
+    _add_quant_options(sp)
     sp.set_defaults(fn=cmd_check)
 
     sp = sub.add_parser("show", help="print the IR (or the parameters)")
@@ -255,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--kernels", action="store_true", help="the kernel plan: kernels, bytes moved, FLOPs, fallbacks")
     sp.add_argument("--after", metavar="PASS", help="print the IR after this pass of the pipeline")
     sp.add_argument("--json", action="store_true")
+    _add_quant_options(sp)
     sp.set_defaults(fn=cmd_show)
 
     sp = sub.add_parser("run", help="run the model and write its outputs to .npz")
@@ -266,12 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--save-params", metavar="FILE", help="also write the parameters used")
     sp.add_argument("-o", "--output", default="outputs.npz")
     sp.add_argument("--float64", action="store_true", help="compute every float tensor in float64")
+    _add_quant_options(sp)
     sp.set_defaults(fn=cmd_run)
 
     sp = sub.add_parser("compile", help="compile to Triton kernels + launcher (a directory), or to torch source (a file)")
     model_args(sp)
     sp.add_argument("-b", "--backend", default="triton")
     sp.add_argument("-o", "--output", required=True, help="output directory (triton) or .py file (torch)")
+    _add_quant_options(sp)
     sp.set_defaults(fn=cmd_compile)
 
     sp = sub.add_parser("fmt", help="print the file in canonical form")
@@ -290,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .testing.fuzz import add_parser as add_fuzz_parser  # the differential tester's long-run mode
     add_fuzz_parser(sub)
+    from .quantize_cli import add_parser as add_quantize_parser  # pnet quantize (passes/quantize.py)
+    add_quantize_parser(sub)
     return p
 
 

@@ -132,3 +132,4 @@ def _load():
     if not _loaded:
         _loaded = True
         from .ops import elementwise, reduce, linalg, movement, nn, conv, index, attention, control  # noqa: F401
+        from .ops import quant  # noqa: F401  (quantize / dequantize / qmatmul / qconv / int4 packing)

@@ -15,9 +15,18 @@ PASSES: dict[str, Callable[[Graph], Graph]] = {
     "dce": dce,
 }
 
+
+def _equivariant(graph: Graph) -> Graph:
+    from .equivariant import equivariant  # weight tying for @equivariant layers (passes/equivariant.py)
+    return equivariant(graph)
+
+
+PASSES["equivariant"] = _equivariant
+
 PIPELINES: dict[str, list[str]] = {
     "none": [],
     "cleanup": ["canonicalize", "fold", "cse", "dce"],
+    "equivariant": ["equivariant", "canonicalize", "fold", "cse", "dce"],
 }
 DEFAULT_PIPELINE = "cleanup"
 

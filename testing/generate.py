@@ -40,6 +40,12 @@ SYMBOLS = ("B", "T", "N", "L")         # N is also sympy's N(): a good test of t
 MAX_NUMEL = 2048          # runtime elements of any tensor the generator creates
 BOUND_LIMIT = 1e4         # a value whose |.| estimate exceeds this gets squashed with tanh first
 SKIP_KINDS = ("control", "source")
+# Ops only the quantization pass introduces (passes/quantize.py): their operands are 8-bit integers or packed
+# int4 bytes that no written program produces (the language has no i8 literals or inputs the samplers draw), and
+# their scales come from the pass. tests/test_quantize.py fuzzes each of them op by op instead (hypothesis, torch
+# against NumPy, bit for bit) and runs the pass on the example models.
+PASS_ONLY_OPS = ("quantize", "dequantize", "fake_quant", "qmatmul", "qconv1d", "qconv2d", "qconv3d",
+                 "pack_int4", "unpack_int4")
 
 # Constructs the generator steers around while a compiler bug it found is open: name -> the regression file
 # (tests/regressions/) that pins the bug. Delete an entry when its bug is fixed.
@@ -303,7 +309,7 @@ class Gen:
         self.model_params: list[tuple[str, TensorType]] = []
         self.imports: list[str] = []
         ops = registry.all_ops()
-        self.op_names = [n for n, o in ops.items() if o.kind not in SKIP_KINDS
+        self.op_names = [n for n, o in ops.items() if o.kind not in SKIP_KINDS and n not in PASS_ONLY_OPS
                          and n not in exclude_ops and (only_ops is None or n in only_ops)]
 
     # -- names and sizes --
@@ -2180,7 +2186,7 @@ def programs(**config):
 
 def generatable_ops() -> list[str]:
     """The registry ops the differential tester must be able to generate."""
-    return [n for n, o in registry.all_ops().items() if o.kind not in SKIP_KINDS]
+    return [n for n, o in registry.all_ops().items() if o.kind not in SKIP_KINDS and n not in PASS_ONLY_OPS]
 
 
 def try_generate_op(op: str, seeds=range(40), accept=None) -> Program | None:

@@ -22,13 +22,13 @@ torch = pytest.importorskip("torch")
 from conftest import ROOT, model_files, small_config  # noqa: E402
 
 from pnet.backends import numpy_ref  # noqa: E402
-from pnet.backends.torch_backend import load_state, save_state, state_arrays, to_module  # noqa: E402
+from pnet.backends.torch_backend import TORCH_DTYPES, load_state, save_state, state_arrays, to_module  # noqa: E402
 from pnet.backends.torch_source import TEMPLATES, to_source, untemplated_ops  # noqa: E402
 from pnet.dsl.compile import load_file, load_source  # noqa: E402
 from pnet.errors import PnetError, UsageError  # noqa: E402
 from pnet.ir.graph import Graph, Value  # noqa: E402
 from pnet.ir.registry import REQUIRED, all_ops, get  # noqa: E402
-from pnet.ir.types import TensorType, is_float  # noqa: E402
+from pnet.ir.types import DTYPES, TensorType, is_float  # noqa: E402
 from pnet.testing.tolerance import assert_outputs_close  # noqa: E402
 from pnet.weights import save_params  # noqa: E402
 
@@ -117,7 +117,7 @@ class Spec:
             return rng.random(self.shape) < 0.5
         if not is_float(self.dtype):
             low = 1 if self.fill == "positive" else (-3 if self.high is None else 0)
-            return rng.integers(low, self.high or 4, self.shape).astype(self.dtype.replace("i", "int"))
+            return rng.integers(low, self.high or 4, self.shape).astype(DTYPES[self.dtype])
         if self.fill == "positive":
             return rng.uniform(0.5, 2.0, self.shape).astype(np.float32)
         return rng.standard_normal(self.shape).astype(np.float32)
@@ -198,6 +198,16 @@ CASES = {
     "one_hot": [case(I(5, 2, 3), depth=5)],
     "sdpa": [case(F(2, 2, 4, 8), F(2, 2, 5, 8), F(2, 2, 5, 8)), case(F(2, 4, 8), F(2, 4, 8), F(2, 4, 8), causal=True),
              case(F(2, 2, 4, 8), F(1, 2, 5, 8), F(2, 1, 5, 8), Bo(4, 5), scale=0.5)],
+    # quantized ops (ir/ops/quant.py): i8 operands in [-3, 4) (I(None, ...)), u8 bytes, positive scales
+    "quantize": [case(X, P(4)), case(X, P(1), I(None, 1, dtype="i32"), bits=4)],
+    "dequantize": [case(I(None, 2, 3, 4, dtype="i8"), P(4))],
+    "fake_quant": [case(X, P(3, 1))],
+    "qmatmul": [case(I(None, 2, 3, 4, dtype="i8"), I(None, 4, 5, dtype="i8"))],
+    "qconv1d": [case(I(None, 2, 4, 7, dtype="i8"), I(None, 6, 2, 3, dtype="i8"), stride=2, padding=1, groups=2)],
+    "qconv2d": [case(I(None, 1, 3, 5, 5, dtype="i8"), I(None, 4, 3, 3, 3, dtype="i8"), padding=1)],
+    "qconv3d": [case(I(None, 1, 2, 4, 4, 4, dtype="i8"), I(None, 3, 2, 2, 2, 2, dtype="i8"))],
+    "pack_int4": [case(I(None, 2, 4, dtype="i8"))],
+    "unpack_int4": [case(I(256, 2, 3, dtype="u8"))],
 }
 CASES["sum"].append(case(I(None, 2, 3, dtype="i32"), axis=[1]))  # torch widens to i64; the module must not
 
@@ -254,8 +264,7 @@ def test_op_forward(name, i):
     ref32, ref64 = references(g, inputs, {})
     got = to_module(g)(**inputs)
     for (n, v) in g.outputs:  # the declared dtypes, exactly
-        assert got[n].dtype == {"f32": torch.float32, "f16": torch.float16, "i64": torch.int64, "i32": torch.int32,
-                                "bool": torch.bool}[v.type.dtype], (n, got[n].dtype, v.type)
+        assert got[n].dtype == TORCH_DTYPES[v.type.dtype], (n, got[n].dtype, v.type)
     assert_outputs_close(numpy_out(got), ref32, ref64)
 
 
@@ -271,6 +280,9 @@ def test_op_low_precision(name, i, dtype):
 
 
 NOT_DIFFERENTIABLE = {"floor", "round", "sign", "heaviside"}  # zero almost everywhere: checked all the same
+# quantization-aware training's straight-through estimators: their gradient is by definition not the derivative
+# (tests/test_quantize.py checks it is the identity inside the range and zero where values saturate)
+STRAIGHT_THROUGH = {"fake_quant", "sign_quant"}
 
 
 @pytest.mark.parametrize("name, i", OP_CASES)
@@ -281,6 +293,8 @@ def test_op_gradient(name, i):
     float_out = [n for n, v in g.outputs if is_float(v.type.dtype)]
     if not float_in or not float_out:
         pytest.skip("no float input and output to differentiate")
+    if name in STRAIGHT_THROUGH:
+        pytest.skip("a straight-through estimator (checked in tests/test_quantize.py)")
     rng = np.random.default_rng(3)
     weights = {n: rng.standard_normal(numpy_ref.run(g, inputs, {})[n].shape) for n in float_out}
     direction = {n: rng.standard_normal(inputs[n].shape) for n in float_in}

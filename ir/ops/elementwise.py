@@ -208,7 +208,8 @@ _TORCH_DTYPE = {"f64": "float64", "f32": "float32", "f16": "float16", "bf16": "b
 
 
 def torch_dtype(T, name):
-    return getattr(T, _TORCH_DTYPE[name])
+    """A pnet dtype name as a torch dtype (generated torch source passes torch dtypes already)."""
+    return name if isinstance(name, T.dtype) else getattr(T, _TORCH_DTYPE[name])
 
 
 def _cast_triton(x, dtype):

@@ -1,0 +1,710 @@
+"""The quantization pass: float weights become integer parameters with scales, and the layers that use them
+compute in integers (ops of ir/ops/quant.py), exact in the reference.
+
+    new_graph, new_params = quantize(graph, params, "w8a8", calib={"x": x_calib})
+
+Which layers: with a `scheme` every quantizable layer of the model (a `matmul(x, W)` or `matmul(x, W.T)` with a
+rank-2 float weight parameter W, or a conv1d/2d/3d with a float weight parameter); `@quantize(...)` on a node
+overrides the scheme for that node (`@quantize("none")` keeps it float), and `@quantize(...)` on a `param`
+quantizes that parameter weight-only. Without a scheme only the annotated layers and params are quantized,
+and an annotation that covers no quantizable layer is an error at the annotation.
+
+Schemes (`SCHEMES`):
+- `w8a8`: int8 weights, symmetric per output channel ([-127, 127]); int8 activations, per-tensor static
+  scales from calibration data (`act="static"`: min/max or percentile observer) or per-token dynamic scales
+  (`act="dynamic"`, the default without calibration data); `qmatmul`/`qconv` accumulate in int32, and the
+  epilogue dequantizes (one combined scale for static activations);
+- `w8`, `w4`: weight-only, group-wise symmetric scales along the reduction axis (`group_size`, one group
+  when the axis is not a multiple of it); int4 weights are packed two per byte (`pack_int4`), unpacked and
+  dequantized in the graph, the layer itself runs in float;
+- `binary` / `ternary`: weights sign(w) / {-1, 0, +1} (threshold 0.7 mean|w|) with a per-output-channel
+  scale (the mean |w| of the kept weights), activations sign(x) with a dynamic mean|x| scale (XNOR-Net);
+- `fake=True`: quantize-dequantize in float instead (`fake_quant`, straight-through gradient in the torch
+  backend) for quantization-aware training; weights stay float parameters (w8a8, w8, w4; per channel).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import PnetError, ShapeError, UsageError
+from ..ir import registry
+from ..ir.graph import Annotation, Graph, Init, Node, Param, Value, clone, replace_uses
+from ..ir.ops.quant import _dequantize_np, _pack_np, _quantize_np, qrange
+from ..ir.types import BYTES, DTYPES, TensorType, concrete, is_float
+from .verify import verify
+
+SCHEMES = ("w8a8", "w8", "w4", "binary", "ternary")
+ALIASES = {"int8": "w8a8", "i8": "w8a8", "int4": "w4", "i4": "w4", "a8w8": "w8a8", "int8_weight": "w8",
+           "none": "none", "off": "none", "float": "none"}
+OBSERVERS = ("minmax", "percentile", "mse")
+CLIP_RATIOS = np.linspace(0.5, 1.0, 26)
+ACTS = ("auto", "static", "dynamic")
+CONVS = ("conv1d", "conv2d", "conv3d")
+ANNOTATION_KEYS = ("scheme", "group_size", "act", "observer", "percentile")
+
+
+def scheme_name(s, loc=None) -> str:
+    """A scheme name (aliases resolved); unknown names are a one-line error."""
+    if s is False or s is None:
+        return "none"
+    key = str(s).strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in SCHEMES and key != "none":
+        raise UsageError(f"unknown quantization scheme '{s}' (schemes: {', '.join(SCHEMES)}; "
+                         f"aliases: {', '.join(k for k in ALIASES if ALIASES[k] != 'none')}; 'none' keeps a layer float)",
+                         loc) if loc is None else PnetError(
+            f"@quantize: unknown scheme '{s}' (schemes: {', '.join(SCHEMES)}, or 'none')", loc)
+    return key
+
+
+@dataclass
+class Options:
+    scheme: str
+    group_size: int = 128
+    act: str = "auto"
+    observer: str = "minmax"
+    percentile: float = 99.99
+    weight_observer: str = "mse"
+
+
+@dataclass
+class Site:
+    """A quantizable layer: the node, its weight param, and where the output channels are in that param."""
+    node: Node
+    param: Param
+    channel_axis: int          # in the param's own layout
+    reduce_axes: tuple         # in the param's own layout
+    group_axis: int            # the axis groups split (the reduction axis of a dense weight, C_in of a conv)
+    transposed: bool = False   # matmul(x, transpose(W))
+    opts: Options | None = None
+    int_path: bool = False     # computes qmatmul/qconv (else weight-only dequantize)
+    new_output: Value | None = None
+    act_scale: float | None = None
+    orig_output: Value | None = None   # the float graph's output of this layer
+    report: "LayerReport | None" = None
+
+
+@dataclass
+class LayerReport:
+    name: str
+    op: str
+    scheme: str
+    weight: str
+    weight_scale: tuple       # (min, max) of the weight scales
+    act_scale: str            # "static 0.0123" | "dynamic per-token" | "-"
+    weight_max_abs: float
+    weight_rel_l2: float
+    out_max_abs: float | None = None
+    out_rel_l2: float | None = None
+
+
+@dataclass
+class QuantResult:
+    graph: Graph
+    params: dict
+    layers: list = field(default_factory=list)
+    float_weight_bytes: int = 0      # the quantized weights, as float
+    quant_weight_bytes: int = 0      # the same weights as integers + their scales
+    bytes_before: int = 0            # every parameter
+    bytes_after: int = 0
+    skipped: list = field(default_factory=list)   # (what, why)
+    sites: list = field(default_factory=list)
+
+
+# ---- the public entry points ----------------------------------------------------------------------
+def quantize(graph: Graph, params: dict, scheme: str | None = None, calib: dict | None = None, *,
+             group_size: int = 128, act: str = "auto", observer: str = "minmax", percentile: float = 99.99,
+             fake: bool = False) -> tuple[Graph, dict]:
+    """(new_graph, new_params): see the module doc. The new graph is verified."""
+    r = quantize_model(graph, params, scheme, calib, group_size=group_size, act=act, observer=observer,
+                       percentile=percentile, fake=fake)
+    return r.graph, r.params
+
+
+def quantize_model(graph: Graph, params: dict, scheme: str | None = None, calib: dict | None = None, *,
+                   group_size: int = 128, act: str = "auto", observer: str = "minmax", percentile: float = 99.99,
+                   fake: bool = False) -> QuantResult:
+    """Like `quantize`, with the per-layer figures (weight error, scales) and the byte counts."""
+    default = _options(scheme, group_size, act, observer, percentile) if scheme is not None else None
+    if default is not None and default.scheme == "none":
+        default = None  # nothing by default; annotations can still pick layers
+    missing = [p.name for p in graph.params if p.name not in params]
+    if missing:
+        raise UsageError(f"quantize: missing parameter '{missing[0]}'")
+    mapping: dict = {}
+    g = clone(graph, mapping)
+    inverse = {new: old for old, new in mapping.items()}
+    sites, param_opts = _select(g, default, strict=scheme is None)
+    for s in sites:
+        s.orig_output = inverse.get(s.node.outputs[0])
+    if fake:
+        bad = {s.opts.scheme for s in sites} | {o.scheme for o in param_opts.values()}
+        bad -= {"w8a8", "w8", "w4"}
+        if bad:
+            raise UsageError(f"fake-quant supports w8a8, w8 and w4, not {', '.join(sorted(bad))}")
+    static = [s for s in sites if s.opts.scheme == "w8a8" and _act_mode(s.opts, calib) == "static"]
+    if static:
+        _calibrate(g, params, static, calib)
+    result = QuantResult(g, {})
+    new_params = dict(params)
+    _rewrite(g, new_params, sites, param_opts, fake, calib, result)
+    _dce_params(g, new_params)
+    verify(g)
+    result.graph, result.params, result.sites = g, new_params, sites
+    result.bytes_before = _bytes(graph)
+    result.bytes_after = _bytes(g)
+    return result
+
+
+def _options(scheme, group_size, act, observer, percentile, loc=None) -> Options:
+    name = scheme_name(scheme, loc)
+    err = (lambda m: PnetError(m, loc)) if loc is not None else UsageError
+    if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
+        raise err(f"quantize: group size must be a positive integer, got {group_size!r}")
+    if act not in ACTS:
+        raise err(f"quantize: act must be one of {', '.join(ACTS)}, got {act!r}")
+    if observer not in OBSERVERS:
+        raise err(f"quantize: observer must be one of {', '.join(OBSERVERS)}, got {observer!r}")
+    if not isinstance(percentile, (int, float)) or isinstance(percentile, bool) or not 0 < percentile <= 100:
+        raise err(f"quantize: percentile must be in (0, 100], got {percentile!r}")
+    return Options(name, int(group_size), act, observer, float(percentile))
+
+
+def _act_mode(opts: Options, calib) -> str:
+    if opts.act == "auto":
+        return "static" if calib is not None else "dynamic"
+    return opts.act
+
+
+def _bytes(g: Graph) -> int:
+    return sum(int(np.prod([concrete(d) for d in p.value.type.shape])) * BYTES[p.value.type.dtype] for p in g.params)
+
+
+# ---- which layers -----------------------------------------------------------------------------------
+def _annotation_options(a: Annotation, base: Options | None) -> Options:
+    kw = dict(a.kwargs)
+    for k in kw:
+        if k not in ANNOTATION_KEYS:
+            raise PnetError(f"@quantize: unknown argument '{k}' (arguments: {', '.join(ANNOTATION_KEYS)})", a.loc)
+    if len(a.args) > 1:
+        raise PnetError("@quantize takes one positional argument, the scheme", a.loc)
+    scheme = a.args[0] if a.args else kw.get("scheme", base.scheme if base else "w8a8")
+    b = base or Options("w8a8")
+    return _options(scheme, kw.get("group_size", b.group_size), kw.get("act", b.act),
+                    kw.get("observer", b.observer), kw.get("percentile", b.percentile), loc=a.loc)
+
+
+def _quant_annotation(annots):
+    """The innermost @quantize annotation (annotations run outer to inner), or None."""
+    qs = [a for a in annots if a.name == "quantize"]
+    return qs[-1] if qs else None
+
+
+def _site(g: Graph, n: Node, pvals: dict) -> Site | None:
+    """The quantizable layer `n` is, or None."""
+    if n.op == "matmul" and len(n.inputs) == 2:
+        x, w = n.inputs
+        transposed = False
+        if w.producer is not None and w.producer.op == "transpose" and w.producer.attrs.get("perm") in ([1, 0], (1, 0)):
+            w, transposed = w.producer.inputs[0], True
+        p = pvals.get(w)
+        if p is None or w.type.rank != 2 or not is_float(w.type.dtype) or not is_float(x.type.dtype) or x.type.rank < 1:
+            return None
+        ch = 0 if transposed else 1
+        return Site(n, p, ch, (1 - ch,), 1 - ch, transposed)
+    if n.op in CONVS:
+        x, w = n.inputs[0], n.inputs[1]
+        p = pvals.get(w)
+        if p is None or not is_float(w.type.dtype) or not is_float(x.type.dtype):
+            return None
+        return Site(n, p, 0, tuple(range(1, w.type.rank)), 1)
+    return None
+
+
+def _select(g: Graph, default: Options | None, strict: bool):
+    pvals = {p.value: p for p in g.params}
+    sites: list[Site] = []
+    covers: dict = {}   # annotation (by source position) -> [covered sites or params]
+    ops_seen: dict = {}
+    for n in g.nodes:
+        a = _quant_annotation(n.annotations)
+        s = _site(g, n, pvals)
+        if a is not None:
+            key = (a.loc, a) if a.loc is not None else a
+            covers.setdefault(key, [])
+            ops_seen.setdefault(key, []).append(n.op)
+            if s is not None:
+                covers[key].append(s)
+        if s is None:
+            continue
+        opts = default
+        if a is not None:
+            try:
+                opts = _annotation_options(a, default)
+            except PnetError:
+                if strict:
+                    raise
+                opts = default  # with a whole-model scheme an annotation the pass cannot read is left alone
+        if opts is None or opts.scheme == "none":
+            continue
+        s.opts = opts
+        sites.append(s)
+    param_opts: dict[str, Options] = {}
+    for p in g.params:
+        a = _quant_annotation(p.annotations)
+        if a is None:
+            continue
+        key = (a.loc, a) if a.loc is not None else a
+        covers.setdefault(key, [])
+        try:
+            opts = _annotation_options(a, default)
+        except PnetError:
+            if strict:
+                raise
+            continue
+        if p.value.type.rank < 2 or not is_float(p.value.type.dtype):
+            ops_seen.setdefault(key, []).append(f"parameter {p.name} {p.value.type}")
+            continue  # biases and norm scales stay float
+        covers[key].append(p)
+        if opts.scheme != "none":
+            param_opts[p.name] = opts
+    if strict:
+        for key, covered in covers.items():
+            if not covered:
+                a = key[1] if isinstance(key, tuple) else key
+                seen = sorted(set(ops_seen.get(key, [])))
+                raise PnetError(f"@quantize: covers no quantizable op (a matmul or conv with a float weight parameter, "
+                                f"or a float parameter of rank >= 2); it covers: {', '.join(seen) or 'nothing'}", a.loc)
+    return sites, param_opts
+
+
+# ---- calibration --------------------------------------------------------------------------------------
+def check_calib(graph: Graph, calib: dict, where: str = "calibration data") -> dict:
+    """Every input present, of the model's rank, dtype kind and static dims; one-line errors otherwise."""
+    if not isinstance(calib, dict):
+        raise UsageError(f"{where}: expected arrays by input name")
+    names = [n for n, _ in graph.inputs]
+    out = {}
+    for name, v in graph.inputs:
+        if name not in calib:
+            raise UsageError(f"{where}: missing input '{name}' (the model's inputs: {', '.join(names)})")
+        arr = np.asarray(calib[name])
+        if arr.ndim != v.type.rank:
+            raise UsageError(f"{where}: input '{name}' has shape {list(arr.shape)}, the model wants {v.type} (rank {v.type.rank})")
+        for i, (d, n) in enumerate(zip(v.type.shape, arr.shape)):
+            if d.is_Integer and int(d) != n:
+                raise UsageError(f"{where}: input '{name}' has shape {list(arr.shape)}, the model wants {v.type} "
+                                 f"(dim {i} is {n}, not {int(d)})")
+        if is_float(v.type.dtype) != (arr.dtype.kind == "f"):
+            raise UsageError(f"{where}: input '{name}' is {arr.dtype}, the model wants {v.type.dtype}")
+        out[name] = arr.astype(DTYPES[v.type.dtype], copy=False)
+    return out
+
+
+def capture(graph: Graph, values: list[Value], inputs: dict, params: dict) -> list[np.ndarray]:
+    """The reference's arrays for some values of the top-level graph."""
+    from ..backends import numpy_ref
+    tmp = Graph(graph.name, graph.inputs, graph.params, graph.nodes, [(f"v{i}", v) for i, v in enumerate(values)],
+                dict(graph.dims))
+    out = numpy_ref.run(tmp, inputs, params)
+    return [out[f"v{i}"] for i in range(len(values))]
+
+
+def _calibrate(g: Graph, params: dict, sites: list[Site], calib: dict | None):
+    if calib is None:
+        raise UsageError("quantize: static activation scales need calibration data (--calib inputs.npz), "
+                         "or use act='dynamic'")
+    data = check_calib(g, calib)
+    try:
+        arrays = capture(g, [s.node.inputs[0] for s in sites], data, params)
+    except ShapeError as e:
+        raise UsageError(f"calibration data: {e.message}") from None
+    for s, a in zip(sites, arrays):
+        m = np.abs(a.astype(np.float64)).ravel()
+        if s.opts.observer == "percentile":
+            v = float(np.percentile(m, s.opts.percentile)) if m.size else 0.0
+        else:
+            v = float(m.max()) if m.size else 0.0
+        s.act_scale = float(np.float32(v / 127.0)) if v > 0 else 1.0
+        if s.opts.observer == "mse" and v > 0:
+            x = a.astype(np.float32).ravel()
+            s.act_scale = float(_search_clip(x, np.asarray([s.act_scale], np.float32), 8)[0])
+
+
+# ---- weights ------------------------------------------------------------------------------------------
+def weight_scale(w: np.ndarray, bits: int, channel_axis: int, group_axis: int | None, group_size: int,
+                 method: str = "absmax") -> np.ndarray:
+    """Symmetric scales, keepdims over the non-channel axes; group-wise along `group_axis` when it splits."""
+    qmax = qrange(bits)[1]
+    a = np.abs(w.astype(np.float64))
+    shape = list(w.shape)
+    if group_axis is not None and group_size < shape[group_axis] and shape[group_axis] % group_size == 0:
+        ng = shape[group_axis] // group_size
+        split = shape[:group_axis] + [ng, group_size] + shape[group_axis + 1:]
+        a = a.reshape(split)
+        axes = tuple(i for i in range(len(split)) if i != channel_axis + (1 if channel_axis > group_axis else 0)
+                     and i != group_axis)
+        s = a.max(axis=axes, keepdims=True) / qmax
+        s = s.reshape([d if i in (channel_axis, group_axis) else 1 for i, d in
+                       enumerate(shape[:group_axis] + [ng] + shape[group_axis + 1:])])
+    else:
+        axes = tuple(i for i in range(w.ndim) if i != channel_axis)
+        s = a.mean(axis=axes, keepdims=True) if method == "absmean" else (a.max(axis=axes, keepdims=True) / qmax)
+    s = s.astype(np.float32)
+    s = np.where(s > 0, s, np.float32(1.0)).astype(np.float32)
+    if method == "mse":
+        s = _search_clip(w, s, bits)
+    return s
+
+
+def _search_clip(w: np.ndarray, s: np.ndarray, bits: int) -> np.ndarray:
+    """Per scale entry, the clip ratio (of the absmax scale) with the least squared rounding + clipping error."""
+    from ..ir.ops.quant import expand_np
+    best, best_err = s, None
+    for r in CLIP_RATIOS:
+        c = (s * np.float32(r)).astype(np.float32)
+        e = (_dequantize_np(_quantize_np(w, c, None, bits, True), c, dtype="f32") - w).astype(np.float64) ** 2
+        # the error summed over each scale entry's block
+        err = _block_sum(e, s.shape)
+        if best_err is None:
+            best, best_err = c, err
+        else:
+            better = err < best_err
+            best, best_err = np.where(better, c, best), np.where(better, err, best_err)
+    return best.astype(np.float32)
+
+
+def _block_sum(e: np.ndarray, sshape) -> np.ndarray:
+    shape = list(e.shape)
+    split, axes = [], []
+    for i, (dx, ds) in enumerate(zip(shape, sshape)):
+        if ds == dx:
+            split.append(dx)
+        elif ds == 1:
+            axes.append(len(split))
+            split.append(dx)
+        else:
+            split += [ds, dx // ds]
+            axes.append(len(split) - 1)
+    return e.reshape(split).sum(axis=tuple(axes)).reshape(sshape)
+
+
+def _squeeze_leading(s: np.ndarray) -> np.ndarray:
+    while s.ndim > 1 and s.shape[0] == 1:
+        s = s[0]
+    return s
+
+
+def _binary_weights(w: np.ndarray, channel_axis: int, ternary: bool):
+    axes = tuple(i for i in range(w.ndim) if i != channel_axis)
+    a = np.abs(w.astype(np.float64))
+    if ternary:
+        thr = 0.7 * a.mean(axis=axes, keepdims=True)
+        keep = a > thr
+        q = (np.sign(w) * keep).astype(np.int8)
+        cnt = np.maximum(keep.sum(axis=axes, keepdims=True), 1)
+        alpha = (a * keep).sum(axis=axes, keepdims=True) / cnt
+    else:
+        q = np.where(w >= 0, 1, -1).astype(np.int8)
+        alpha = a.mean(axis=axes, keepdims=True)
+    alpha = np.where(alpha > 0, alpha, 1.0).astype(np.float32)
+    return q, alpha
+
+
+@dataclass
+class QWeight:
+    """A quantized parameter: its new params and how to get it back as a float value."""
+    scheme: str
+    channel_axis: int
+    qname: str
+    sname: str
+    q: np.ndarray                 # the integer values, unpacked (i8)
+    scale: np.ndarray             # broadcastable against the weight
+    stored: np.ndarray            # what the param holds (packed for w4)
+    packed_axis: int | None = None
+    float_value: Value | None = None   # dequantized in the graph, made on first need
+    int_value: Value | None = None     # the i8 weight in the graph
+    scale_value: Value | None = None
+
+
+def _quantize_weight(p: Param, w: np.ndarray, opts: Options, channel_axis: int, group_axis: int) -> QWeight:
+    scheme = opts.scheme
+    if scheme in ("binary", "ternary"):
+        q, s = _binary_weights(w, channel_axis, scheme == "ternary")
+    else:
+        bits = 4 if scheme == "w4" else 8
+        per_channel = scheme == "w8a8"
+        s = weight_scale(w.astype(np.float32), bits, channel_axis, None if per_channel else group_axis, opts.group_size,
+                         method="mse" if opts.weight_observer == "mse" else "absmax")
+        q = _quantize_np(w.astype(np.float32), s, None, bits, True)
+    s = _squeeze_leading(s)
+    stored, packed_axis = q, None
+    if scheme in ("w4", "binary", "ternary"):  # 4-bit storage (binary/ternary values fit in int4)
+        even = [i for i in [group_axis] + list(range(w.ndim)) if w.shape[i] % 2 == 0]
+        if even:
+            packed_axis = even[0]
+            stored = _pack_np(q, axis=packed_axis)
+    base = p.name
+    return QWeight(scheme, channel_axis, base + (".q4" if packed_axis is not None else ".q"), base + ".scale",
+                   q, s, stored, packed_axis)
+
+
+# ---- the rewrite ----------------------------------------------------------------------------------------
+class _Emitter:
+    def __init__(self, g: Graph):
+        self.g = g
+        self.hoisted: list[Node] = []
+
+    def node(self, op, inputs, attrs, anchor: Node | Param, into: list, annotations=()) -> Value:
+        opdef = registry.get(op)
+        attrs = opdef.bind_attrs(attrs)
+        if not opdef.variadic:  # every input slot present, `None` for an absent optional one
+            inputs = list(inputs) + [None] * (len(opdef.inputs) - len(inputs))
+        types = opdef.infer_types([v.type if v is not None else None for v in inputs], attrs)
+        scope = getattr(anchor, "scope", "") or (anchor.name.rsplit(".", 1)[0] if isinstance(anchor, Param) else "")
+        node = Node(op, list(inputs), attrs, [], anchor.loc, scope, tuple(annotations))
+        node.outputs = [Value(t, node) for t in types]
+        into.append(node)
+        return node.outputs[0]
+
+    def param(self, name: str, arr: np.ndarray, dtype: str, like: Param, params: dict) -> Value:
+        if any(p.name == name for p in self.g.params):
+            raise PnetError(f"quantize: parameter name '{name}' is taken")
+        v = Value(TensorType(dtype, arr.shape))
+        self.g.params.append(Param(name, v, Init("zeros"), like.loc))
+        params[name] = np.asarray(arr.astype(DTYPES[dtype]), order="C")
+        return v
+
+
+def _rewrite(g: Graph, params: dict, sites: list[Site], param_opts: dict, fake: bool, calib, result: QuantResult):
+    em = _Emitter(g)
+    qweights: dict[str, QWeight] = {}
+    by_node = {id(s.node): s for s in sites}
+    site_params = {s.param.name for s in sites}
+
+    # which params get quantized, with which options and channel axis: a param annotation wins, else its first site
+    plans: dict[str, tuple[Options, int, int]] = {}
+    for s in sites:
+        plans.setdefault(s.param.name, (s.opts, s.channel_axis, s.group_axis))
+    for name, opts in param_opts.items():
+        prev = plans.get(name)
+        ch, ga = (prev[1], prev[2]) if prev else (0, 1)
+        plans[name] = (opts, ch, ga)
+    pmap = {p.name: p for p in g.params}
+
+    if fake:
+        _rewrite_fake(g, em, params, sites, plans, pmap, calib, result)
+        return
+
+    for name, (opts, ch, ga) in plans.items():
+        p = pmap[name]
+        w = np.asarray(params[name])
+        qw = _quantize_weight(p, w, opts, ch, ga)
+        qweights[name] = qw
+        qdtype = "u8" if qw.packed_axis is not None else "i8"
+        stored = em.param(qw.qname, qw.stored, qdtype, p, params)
+        qw.scale_value = em.param(qw.sname, qw.scale, "f32", p, params)
+        iv = stored
+        if qw.packed_axis is not None:
+            iv = em.node("unpack_int4", [stored], {"axis": qw.packed_axis}, p, em.hoisted)
+        qw.int_value = iv
+        deq = _dequantize_np(qw.q, qw.scale, dtype="f32")
+        err = deq.astype(np.float64) - w.astype(np.float64)
+        result.layers.append(LayerReport(name, "param", opts.scheme, name, (float(qw.scale.min()), float(qw.scale.max())),
+                                         "-", float(np.abs(err).max()) if err.size else 0.0, _rel(deq, w)))
+        result.float_weight_bytes += w.size * BYTES[p.value.type.dtype]
+        result.quant_weight_bytes += qw.stored.nbytes + qw.scale.nbytes
+
+    def float_weight(name) -> Value:
+        qw = qweights[name]
+        if qw.float_value is None:
+            qw.float_value = em.node("dequantize", [qw.int_value, qw.scale_value], {"dtype": pmap[name].value.type.dtype},
+                                     pmap[name], em.hoisted)
+        return qw.float_value
+
+    body: list[Node] = []
+    qvals = {pmap[k].value: k for k in qweights}
+    for n in g.nodes:
+        s = by_node.get(id(n))
+        qw = qweights.get(s.param.name) if s is not None else None
+        if s is not None and qw is not None and qw.channel_axis == s.channel_axis and s.opts.scheme in ("w8a8", "binary", "ternary") \
+                and qw.scheme == s.opts.scheme:
+            y = _int_layer(em, n, s, qw, body, calib, params, result)
+            s.int_path, s.new_output = True, y
+            replace_uses(g, n.outputs[0], y)
+            continue
+        # any other use of a quantized param reads its dequantized value
+        n.inputs = [float_weight(qvals[v]) if v is not None and v in qvals else v for v in n.inputs]
+        if n.body is not None and any(v in qvals for v in _free_values(n.body)):
+            raise PnetError(f"quantize: parameter used inside a scan body is not supported yet ({n.op})", n.loc)
+        if s is not None:
+            s.new_output = n.outputs[0]
+        body.append(n)
+    g.nodes = em.hoisted + body
+    # reports for the sites (weight figures are per param; the layer row names the node)
+    rows = {r.name: r for r in result.layers}
+    result.layers = []
+    for s in sites:
+        r = rows.get(s.param.name)
+        if r is None:
+            continue
+        act = ("static %.6g" % s.act_scale) if s.int_path and s.act_scale is not None else \
+            ("dynamic per-token" if s.int_path and s.opts.scheme == "w8a8" else
+             ("dynamic mean|x| (sign)" if s.int_path else "float (weight-only)"))
+        s.report = LayerReport(s.node.scope or s.param.name, s.node.op, s.opts.scheme, s.param.name,
+                               r.weight_scale, act, r.weight_max_abs, r.weight_rel_l2)
+        result.layers.append(s.report)
+    for name in param_opts:
+        if name not in site_params and name in rows:
+            result.layers.append(rows[name])
+
+
+def _rel(a, b) -> float:
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    den = np.linalg.norm(b)
+    return float(np.linalg.norm(a - b) / den) if den > 0 else float(np.linalg.norm(a - b))
+
+
+def _int_layer(em: _Emitter, n: Node, s: Site, qw: QWeight, body: list, calib, params, result) -> Value:
+    """x -> quantize/sign -> qmatmul/qconv (int32) -> dequantize epilogue (-> + bias)."""
+    x = n.inputs[0]
+    conv = n.op in CONVS
+    rank_out = n.outputs[0].type.rank
+    ann = n.annotations
+    if s.opts.scheme == "w8a8":
+        mode = _act_mode(s.opts, calib)
+        if mode == "static":
+            xs = em.param(f"{s.param.name}.in_scale" + ("" if not _taken(em.g, f"{s.param.name}.in_scale") else f"_{n.outputs[0].id}"),
+                          np.asarray(s.act_scale, np.float32), "f32", s.param, params)
+        else:
+            axis = list(range(1, x.type.rank)) if conv else -1
+            xs = em.node("dynamic_scale", [x], {"axis": axis, "bits": 8}, n, body, ann)
+        xq = em.node("quantize", [x, xs], {"bits": 8, "narrow": True}, n, body, ann)
+    else:
+        axis = list(range(1, x.type.rank)) if conv else -1
+        xs = em.node("dynamic_scale", [x], {"axis": axis, "method": "absmean"}, n, body, ann)
+        xq = em.node("sign_quant", [x], {}, n, body, ann)
+    wq = qw.int_value
+    if conv:
+        acc = em.node("q" + n.op, [xq, wq], {k: n.attrs[k] for k in ("stride", "padding", "dilation", "groups")}, n, body, ann)
+        cout = n.outputs[0].type.shape[1]
+        epi_shape = [cout] + [1] * (rank_out - 2)
+    else:
+        if s.transposed:
+            wq = em.node("transpose", [wq], {"perm": [1, 0]}, n, em.hoisted)
+        acc = em.node("qmatmul", [xq, wq], {}, n, body, ann)
+        epi_shape = [n.outputs[0].type.shape[-1]] if rank_out >= 1 else []
+    ws = qw.scale_value
+    if list(ws.type.shape) != list(epi_shape):
+        ws = em.node("reshape", [ws], {"shape": epi_shape}, n, em.hoisted)
+    dtype = n.outputs[0].type.dtype
+    if s.opts.scheme == "w8a8" and xs.producer is None:  # static: one combined scale in the epilogue
+        ws = em.node("mul", [ws, xs], {}, n, em.hoisted)
+        y = em.node("dequantize", [acc, ws], {"dtype": dtype}, n, body, ann)
+    else:
+        y = em.node("dequantize", [acc, ws], {"dtype": dtype}, n, body, ann)
+        y = em.node("mul", [y, xs], {}, n, body, ann)
+    if conv and len(n.inputs) > 2 and n.inputs[2] is not None:
+        b = em.node("reshape", [n.inputs[2]], {"shape": epi_shape}, n, em.hoisted)
+        y = em.node("add", [y, b], {}, n, body, ann)
+    return y
+
+
+def _taken(g, name):
+    return any(p.name == name for p in g.params)
+
+
+def _rewrite_fake(g, em, params, sites, plans, pmap, calib, result):
+    """Quantization-aware training form: fake_quant on the weights (scales computed in the graph, so they follow
+    training) and on the inputs of w8a8 layers; weights stay float parameters."""
+    wfq: dict[str, Value] = {}
+    for name, (opts, ch, ga) in plans.items():
+        p = pmap[name]
+        bits = 4 if opts.scheme == "w4" else 8
+        axes = [i for i in range(p.value.type.rank) if i != ch]
+        sv = em.node("dynamic_scale", [p.value], {"axis": axes, "bits": bits}, p, em.hoisted)
+        wfq[name] = em.node("fake_quant", [p.value, sv], {"bits": bits, "narrow": True}, p, em.hoisted)
+        w = np.asarray(params[name])
+        s = weight_scale(w, bits, ch, None, 1)
+        deq = _dequantize_np(_quantize_np(w, s, None, bits, True), s, dtype="f32")
+        result.layers.append(LayerReport(name, "param", opts.scheme + " (fake)", name, (float(s.min()), float(s.max())),
+                                         "-", float(np.abs(deq - w).max()) if w.size else 0.0, _rel(deq, w)))
+    by_node = {id(s.node): s for s in sites}
+    pv = {pmap[k].value: k for k in wfq}
+    rows = list(result.layers)
+    body = []
+    for n in g.nodes:
+        s = by_node.get(id(n))
+        if s is not None and s.opts.scheme == "w8a8":
+            x = n.inputs[0]
+            if _act_mode(s.opts, calib) == "static":
+                xs = em.param(f"{s.param.name}.in_scale", np.asarray(s.act_scale, np.float32), "f32", s.param, params)
+            else:
+                axis = list(range(1, x.type.rank)) if n.op in CONVS else -1
+                xs = em.node("dynamic_scale", [x], {"axis": axis, "bits": 8}, n, body, n.annotations)
+            n.inputs[0] = em.node("fake_quant", [x, xs], {"bits": 8, "narrow": True}, n, body, n.annotations)
+        n.inputs = [wfq[pv[v]] if v is not None and v in pv else v for v in n.inputs]
+        if s is not None:
+            s.new_output = n.outputs[0]
+            s.report = LayerReport(n.scope or s.param.name, n.op, s.opts.scheme + " (fake)", s.param.name,
+                                   (0.0, 0.0), "fake-quant" if s.opts.scheme == "w8a8" else "float (weight-only)",
+                                   0.0, 0.0)
+            for r in rows:
+                if r.weight == s.param.name:
+                    s.report.weight_scale, s.report.weight_max_abs, s.report.weight_rel_l2 = \
+                        r.weight_scale, r.weight_max_abs, r.weight_rel_l2
+        body.append(n)
+    g.nodes = em.hoisted + body
+    result.layers = [s.report for s in sites if s.report is not None]
+
+
+def _free_values(body: Graph):
+    for n in body.walk():
+        yield from (v for v in n.inputs if v is not None)
+
+
+def _dce_params(g: Graph, params: dict):
+    """Drop params (and their values) nothing reads any more: the float weights that were quantized."""
+    used = set()
+    for n in g.walk():
+        used.update(v for v in n.inputs if v is not None)
+    used.update(v for _, v in g.outputs)
+    keep = []
+    for p in g.params:
+        if p.value in used:
+            keep.append(p)
+        else:
+            params.pop(p.name, None)
+    g.params = keep
+
+
+# ---- figures for `pnet quantize` ------------------------------------------------------------------------
+def compare(graph: Graph, params: dict, result: QuantResult, inputs: dict) -> dict:
+    """Per-layer output errors (filled into the layers' reports) and each float model output's error against
+    the float model: {output: {"max_abs", "rel_l2"}}."""
+    sites = [s for s in result.sites if s.new_output is not None and s.orig_output is not None]
+    ref_outs, ref_sites = _run_all(graph, inputs, params, [s.orig_output for s in sites])
+    q_outs, q_sites = _run_all(result.graph, inputs, result.params, [s.new_output for s in sites])
+    for s, a, b in zip(sites, ref_sites, q_sites):
+        if s.report is not None:
+            s.report.out_max_abs = float(np.abs(b.astype(np.float64) - a).max()) if a.size else 0.0
+            s.report.out_rel_l2 = _rel(b, a)
+    outs = {}
+    for name, a in ref_outs.items():
+        b = q_outs[name]
+        if a.dtype.kind == "f":
+            outs[name] = {"max_abs": float(np.abs(b.astype(np.float64) - a).max()) if a.size else 0.0,
+                          "rel_l2": _rel(b, a)}
+    return outs
+
+
+def _run_all(g: Graph, inputs, params, extra: list[Value]):
+    from ..backends import numpy_ref
+    names = [n for n, _ in g.outputs]
+    tmp = Graph(g.name, g.inputs, g.params, g.nodes, list(g.outputs) + [(f"__site{i}", v) for i, v in enumerate(extra)],
+                dict(g.dims))
+    out = numpy_ref.run(tmp, inputs, params)
+    return {k: out[k] for k in names}, [out[f"__site{i}"] for i in range(len(extra))]
