@@ -56,7 +56,7 @@ def load_params(path: str | Path, graph: Graph) -> dict[str, np.ndarray]:
 
 def save_params(path: str | Path, params: dict[str, np.ndarray]) -> None:
     path = Path(path)
-    arrays = {k: np.ascontiguousarray(v) for k, v in params.items()}
+    arrays = {k: np.asarray(v, order="C") for k, v in params.items()}
     if path.suffix == ".safetensors":
         from safetensors.numpy import save_file
         save_file(arrays, str(path))

@@ -537,7 +537,7 @@ def load_state(module: nn.Module, path, graph: Graph) -> None:
         raise UsageError(f"{path}: the module has no parameter '{unknown[0]}'")
     with torch.no_grad():
         for name, arr in arrays.items():
-            state[name].copy_(torch.from_numpy(np.ascontiguousarray(arr)))
+            state[name].copy_(torch.from_numpy(np.asarray(arr, order="C")))
 
 
 def state_arrays(module: nn.Module, graph: Graph) -> dict[str, np.ndarray]:

@@ -7,18 +7,22 @@ Rules (greedy, in program order):
   epilogue of its output shape (a pointwise chain, a matmul, a reduction over rows) and every other
   operand is already in memory (or a scalar constant, folded into the code);
 - matmul, reductions and norms (softmax, layernorm, rmsnorm, ...), attention, scan and the other
-  ops start kernels of their own kind.
+  ops start kernels of their own kind;
+- a rank-0 pointwise op of scalar constants is folded into a scalar constant (no kernel);
+- ops that touch float64 values run through torch (kernels compute floats in f32) and are counted
+  as fallbacks; `fuse=False` gives every op its own kernel (the differential tester's baseline).
 The plan's figures (kernels, bytes, FLOPs) are deterministic, so tests pin them per model.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import sympy
 
 from ..ir import registry
 from ..ir.graph import Graph, Node, Value
-from ..ir.types import BYTES, is_float, numel
+from ..ir.types import BYTES, DTYPES, is_float, numel
 
 VIEW_OPS = {"transpose", "expand_dims", "squeeze", "broadcast_to", "slice", "reshape"}
 REDUCE_OPS = {"sum", "mean", "max", "min", "logsumexp", "var", "std", "argmax", "argmin"}
@@ -124,16 +128,18 @@ def pointwise_ok(n: Node) -> bool:
     return is_float(out) or out == "bool" or n.op == "cast"
 
 
-def plan(graph: Graph) -> KernelPlan:
+def plan(graph: Graph, fuse: bool = True) -> KernelPlan:
     """The kernel plan of `graph` (after lowering composite ops, see passes/decompose.py);
-    `plan.graph` is the graph the kernels compute."""
+    `plan.graph` is the graph the kernels compute. `fuse=False` gives every op its own kernel (views stay
+    views): the baseline the differential tester compares fused plans against."""
     from .decompose import decompose
-    return _Planner(decompose(graph)).run()
+    return _Planner(decompose(graph), fuse).run()
 
 
 class _Planner:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, fuse: bool = True):
         self.g = graph
+        self.fuse = fuse
         self.kernels: list[Kernel] = []
         self.views: list[Node] = []
         self.scalars: dict[Value, object] = {}
@@ -162,6 +168,8 @@ class _Planner:
             k.inputs = list(dict.fromkeys(k.inputs))
             k.outputs = [v for n in k.nodes for v in n.outputs
                          if v in outputs or any(u not in k.nodes for u in self.uses.get(v, []))]
+        # a kernel none of whose values is used (dead code the graph still holds) computes nothing observable
+        self.kernels = [k for k in self.kernels if k.outputs]
         for i, k in enumerate(self.kernels):
             k.name = f"k{i}_{'_'.join(dict.fromkeys(k.ops))}"[:48]
         return KernelPlan(g, self.kernels, self.views, self.scalars, self.layouts)
@@ -184,6 +192,8 @@ class _Planner:
         if is_scalar_const(n):
             self.scalars[n.outputs[0]] = n.attrs["value"]
             return
+        if self._fold_scalar(n):
+            return
         if n.op in VIEW_OPS and self._is_view(n):
             self.views.append(n)
             if n.op in ("expand_dims", "squeeze") or (n.op == "reshape"):
@@ -192,16 +202,20 @@ class _Planner:
             if n.outputs[0] in self.contiguous_after_transpose:
                 self.contiguous.add(n.outputs[0])
             return
+        if n.op != "scan" and any(v is not None and v.type.dtype == "f64" for v in n.inputs + n.outputs):
+            # kernels compute floats in f32; float64 work runs exactly through torch (listed as a fallback)
+            self.new("fallback", n)
+            return
         if n.op == "scan":
             k = self.new("scan", n)
-            k.body = _Planner(n.body).run()  # already lowered with its parent graph
+            k.body = _Planner(n.body, self.fuse).run()  # already lowered with its parent graph
             return
         if n.op == "split":  # every part is a slice of the input: views
             self.views.append(n)
             return
         opdef = registry.get(n.op)
         if (opdef.kind == "elementwise" or n.op == "const") and pointwise_ok(n):
-            host = self._epilogue_host(n)
+            host = self._epilogue_host(n) if self.fuse else None
             if host is not None:
                 host.nodes.append(n)
                 for v in n.outputs:
@@ -211,7 +225,7 @@ class _Planner:
             self.new("pointwise", n)
             return
         if n.op == "matmul" and all(v.type.rank >= 2 for v in n.inputs) and all(is_float(v.type.dtype) for v in n.inputs):
-            sibling = self._matmul_sibling(n)
+            sibling = self._matmul_sibling(n) if self.fuse else None
             if sibling is not None:  # same A operand: one kernel loads A once for every product
                 sibling.nodes.append(n)
                 self.kernel_of[n.outputs[0]] = sibling
@@ -219,7 +233,7 @@ class _Planner:
                 return
             self.new("matmul", n)
             return
-        if n.op in REDUCE_OPS and is_float(n.inputs[0].type.dtype):
+        if n.op in REDUCE_OPS and is_float(n.inputs[0].type.dtype) and n.inputs[0].type.rank > 0:
             self.new("reduction", n)
             return
         if n.op in ROW_OPS:
@@ -239,6 +253,20 @@ class _Planner:
             self._choose_layout(n.outputs[0])
             return
         self.new("fallback", n)
+
+    def _fold_scalar(self, n: Node) -> bool:
+        """A rank-0 pointwise op of scalar constants is a scalar constant too, computed here by the op's NumPy
+        reference (kernels cannot apply `.to` or a math function to a bare literal)."""
+        opdef = registry.get(n.op)
+        ins = [v for v in n.inputs if v is not None]
+        if opdef.kind != "elementwise" or len(n.outputs) != 1 or n.outputs[0].type.rank != 0 \
+                or not ins or not all(v in self.scalars for v in ins):
+            return False
+        args = [None if v is None else np.asarray(self.scalars[v], DTYPES[v.type.dtype]) for v in n.inputs]
+        with np.errstate(all="ignore"):
+            value = np.asarray(opdef.ref(*args, **n.attrs)).astype(DTYPES[n.outputs[0].type.dtype])
+        self.scalars[n.outputs[0]] = value.item()
+        return True
 
     def _matmul_sibling(self, n: Node) -> Kernel | None:
         """A matmul kernel of the last few that multiplies the same A (Q, K, V projections)."""

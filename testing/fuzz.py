@@ -31,7 +31,7 @@ import numpy as np
 
 from .generate import Program
 
-PROPERTIES = ("compile", "source", "ir", "passes", "idempotent", "torch")   # + one per backend
+PROPERTIES = ("compile", "source", "ir", "passes", "idempotent", "torch", "triton")   # + one per backend
 HUGE = 1e6
 
 
@@ -230,10 +230,39 @@ def check_torch(graph, ref: Reference) -> None:
             raise PropertyFailed("torch", f"{mode} module disagrees with the reference: {e}") from None
 
 
-# Backends checked against the reference: name -> (why it is unavailable or None, the check). A new backend
-# (Triton) adds one entry; `pnet fuzz --backends` and the tests pick it up.
+def triton_available() -> str | None:
+    """None when the Triton backend can run here (on a GPU, or under TRITON_INTERPRET=1 on the CPU)."""
+    try:
+        import torch  # noqa: F401
+        import triton  # noqa: F401
+    except ImportError as e:
+        return f"{e.name} is not installed"
+    return None
+
+
+def check_triton(graph, ref: Reference) -> None:
+    """The fused kernel plan and the unfused one (an op per kernel) both agree with the reference, so a
+    fusion bug shows as a disagreement between the two as well as against NumPy."""
+    from ..backends import triton as triton_backend
+    from ..backends.triton import runtime
+    from ..testing.tolerance import assert_outputs_close
+    runtime.ensure_mode()   # TRITON_INTERPRET=1 on a machine without a GPU, before any kernel is exec'd
+    for fuse in (True, False):
+        label = "fused" if fuse else "unfused"
+        try:
+            got = triton_backend.compile(graph, fuse=fuse).run(ref.inputs, ref.params)
+        except Exception as e:  # noqa: BLE001
+            raise PropertyFailed("triton", f"{label} plan: {type(e).__name__}: {str(e)[:300]}") from None
+        try:
+            assert_outputs_close(got, ref.ref32, ref.ref64)
+        except AssertionError as e:
+            raise PropertyFailed("triton", f"{label} plan disagrees with the reference: {e}") from None
+
+
+# Backends checked against the reference: name -> (why it is unavailable or None, the check);
+# `pnet fuzz --backends` and the tests pick them up.
 def backend_checks() -> dict:
-    return {"torch": (torch_available, check_torch)}
+    return {"torch": (torch_available, check_torch), "triton": (triton_available, check_triton)}
 
 
 def _to_numpy(t):
@@ -290,9 +319,10 @@ def add_parser(sub) -> None:
     sp.add_argument("--seed", type=int, default=None, help="first seed (default: from the clock)")
     sp.add_argument("--out", default="pnet-fuzz", metavar="DIR",
                     help="where failing programs are saved (default ./pnet-fuzz)")
-    sp.add_argument("--backends", default="numpy,torch",
-                    help="comma list: numpy (passes against the reference), torch (default: numpy,torch; "
-                         "torch is skipped with a note when the backend is absent)")
+    sp.add_argument("--backends", default="numpy,torch,triton",
+                    help="comma list: numpy (passes against the reference), torch, triton (fused and unfused "
+                         "plans; under TRITON_INTERPRET=1 without a GPU). Default: all three; a backend that "
+                         "cannot run here is skipped with a note")
     sp.add_argument("--max-programs", type=int, default=0, help="stop after this many programs (0: no limit)")
     sp.add_argument("--max-stmts", type=int, default=10, help="statements per generated model (default 10)")
     sp.add_argument("--no-shrink", action="store_true", help="save failures as found, without shrinking")

@@ -18,6 +18,7 @@ from pnet.testing.generate import OPEN_BUGS, Program, generatable_ops, programs,
 
 SCALE = float(os.environ.get("PNET_FUZZ_SCALE", "1"))
 TORCH_MISSING = F.torch_available()
+TRITON_MISSING = F.triton_available()
 CORPUS_DIR = Path(__file__).resolve().parent / "regressions"
 CORPUS = sorted(CORPUS_DIR.glob("*.pnet"))
 IR_CORPUS = sorted(CORPUS_DIR.glob("*.ir"))
@@ -74,6 +75,16 @@ def test_torch_backend_agrees_with_the_reference(prog):
     F.check_torch(graph, reference(prog, graph))
 
 
+@pytest.mark.skipif(TRITON_MISSING is not None, reason=f"triton backend: {TRITON_MISSING}")
+@examples(60)
+@given(programs())
+def test_triton_backend_agrees_with_the_reference(prog):
+    """The fused kernel plan and the unfused one (an op per kernel), run under the Triton interpreter (or on a
+    GPU), both match the NumPy reference."""
+    graph = F.compile_program(prog)
+    F.check_triton(graph, reference(prog, graph))
+
+
 # ---- the generator covers the registry -----------------------------------------------------------------------
 def test_every_op_can_be_generated():
     """Every registry op (kinds other than control/source) is generated, by its sampler in
@@ -122,7 +133,7 @@ def test_regression_corpus(path, request):
             return
         assert expect == "no-crash", "the front end accepted a program it must reject"
         return
-    backends = ("numpy",) if TORCH_MISSING else ("numpy", "torch")
+    backends = ("numpy",) + (() if TORCH_MISSING else ("torch",)) + (() if TRITON_MISSING else ("triton",))
     outcome = F.check_program(prog, backends=backends)
     assert not outcome.discarded, f"regression program no longer runs finitely: {outcome.discarded}"
 

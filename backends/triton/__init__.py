@@ -32,8 +32,9 @@ class Compiled:
         mode = runtime.ensure_mode()
         dev = device or ("cuda" if mode == "gpu" else "cpu")
         mod = self.module()
-        t_in = {k: torch.as_tensor(np.ascontiguousarray(v)).to(dev) for k, v in inputs.items()}
-        t_par = {k: torch.as_tensor(np.ascontiguousarray(v)).to(dev) for k, v in params.items()}
+        # np.asarray(order="C"), not np.ascontiguousarray: that one turns a 0-d array into shape (1,)
+        t_in = {k: torch.as_tensor(np.asarray(v, order="C")).to(dev) for k, v in inputs.items()}
+        t_par = {k: torch.as_tensor(np.asarray(v, order="C")).to(dev) for k, v in params.items()}
         out = mod.forward(t_in, t_par)
         result = {}
         for k, v in out.items():
@@ -42,9 +43,10 @@ class Compiled:
         return result
 
 
-def compile(graph: Graph) -> Compiled:
+def compile(graph: Graph, fuse: bool = True) -> Compiled:
+    """`fuse=False`: one kernel per op (the unfused baseline, for testing the fusion pass)."""
     from .codegen import generate
-    source, plan = generate(graph)
+    source, plan = generate(graph, fuse)
     key = hashlib.sha256((CODEGEN_VERSION + print_graph(graph) + source).encode()).hexdigest()[:20]
     graph = plan.graph  # what the kernels compute (composite ops lowered)
     return Compiled(graph, source, plan, key)

@@ -46,9 +46,9 @@ def scalar_code(value, dtype: str) -> str:
 
 
 class ModuleGen:
-    def __init__(self, graph: Graph, name: str = "forward"):
+    def __init__(self, graph: Graph, name: str = "forward", fuse: bool = True):
         self.graph = graph
-        self.plan: KernelPlan = make_plan(graph)
+        self.plan: KernelPlan = make_plan(graph, fuse)
         self.graph = self.plan.graph  # composite ops lowered
         self.kernels: list[str] = []
         self.helpers: list[str] = []
@@ -683,6 +683,6 @@ class ModuleGen:
                      f"BDV=_rt.dot_block({dv}, 1 << 16), CAUSAL={bool(n.attrs['causal'])}, MASK={mask_kind})")
 
 
-def generate(graph: Graph) -> tuple[str, KernelPlan]:
-    gen = ModuleGen(graph)
+def generate(graph: Graph, fuse: bool = True) -> tuple[str, KernelPlan]:
+    gen = ModuleGen(graph, fuse=fuse)
     return gen.module(), gen.plan

@@ -124,8 +124,13 @@ def fallback(op: str, args, attrs):
     import torch
 
     from ...ir import registry
-    out = registry.get(op).torch(torch, *args, **attrs)
-    return out
+    floats = [a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()]
+    if len(set(floats)) > 1:  # pnet promotes mixed float operands (f64 with f32); torch's conv/norms do not
+        wide = floats[0]
+        for dt in floats[1:]:
+            wide = torch.promote_types(wide, dt)
+        args = [a.to(wide) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
+    return registry.get(op).torch(torch, *args, **attrs)
 
 
 def torch_dtype(name: str):
