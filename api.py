@@ -70,6 +70,14 @@ class Model:
         graph, qparams = quantize(self.graph, params, scheme, calib, **options)
         return Model(graph, self.hyper, self.path), qparams
 
+    def sparsify(self, spec: str | None = "2:4", params: dict | None = None, *, seed: int = 0) -> tuple["Model", dict]:
+        """(sparsified model, its params): passes/sparsify.py over the whole model with `spec` ("2:4",
+        "block=32,density=0.25", "density=0.1"; None: only the @sparse-annotated layers)."""
+        from .passes.sparsify import sparsify
+        params = params if params is not None else self.params(seed)
+        graph, sparams = sparsify(self.graph, params, spec)
+        return Model(graph, self.hyper, self.path), sparams
+
     def torch_module(self, dtype: str = "f32", device="cpu", *, seed: int = 0, params: dict | None = None):
         from .backends.torch_backend import to_module
         return to_module(self.graph, dtype, device, seed=seed, params=params)

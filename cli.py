@@ -74,8 +74,11 @@ def cmd_check(args) -> int:
     if getattr(args, "equivariance", False):  # testing/equivariance.py: tie, then measure |f(g.x) - g.f(x)|
         from .testing.equivariance import cli_check
         return cli_check(g, args.json)
+    from .sparsify_cli import maybe_sparsify  # --sparse SPEC: pruned first; FLOPs/bytes before and after below
+    g_dense = g
+    g, sparams, sparse = maybe_sparsify(args, g)
     from .quantize_cli import maybe_quantize  # --quantize SCHEME: the bytes below are the quantized ones
-    g, _ = maybe_quantize(args, g)
+    g, _ = maybe_quantize(args, g, sparams)
     dims = bind_dims(g)
     f = flops(g)
     info = {
@@ -89,6 +92,9 @@ def cmd_check(args) -> int:
         "dims": dims,
         "hyperparameters": {k: (v if isinstance(v, (int, float, bool, str)) else str(v)) for k, v in result.hyper.items()},
     }
+    if sparse is not None:
+        from .sparsify_cli import as_json, figures
+        info["sparsity"] = as_json(sparse, figures(g_dense, g, dims))
     if args.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK
@@ -100,6 +106,9 @@ def cmd_check(args) -> int:
     print(f"  params {info['params']:,} ({info['param_bytes']:,} bytes)")
     dim_text = ", ".join(f"{k}={v}" for k, v in dims.items())
     print(f"  flops  {info['flops']:,}" + (f" at {dim_text} ({f})" if dims else ""))
+    if sparse is not None:
+        from .sparsify_cli import lines
+        print("\n".join(lines(args, sparse, info["sparsity"])))
     return EXIT_OK
 
 
@@ -107,16 +116,23 @@ def cmd_show(args) -> int:
     from .ir.text import print_graph
     result = _load(args)
     g = _passes(result.graph, args)
+    from .sparsify_cli import maybe_sparsify  # --sparse SPEC
+    g_dense = g
+    g, sparams, sparse = maybe_sparsify(args, g)
     from .quantize_cli import maybe_quantize
-    g, _ = maybe_quantize(args, g)
+    g, _ = maybe_quantize(args, g, sparams)
     if args.kernels:
         from .backends.numpy_ref import bind_dims
         from .ir.analysis import param_bytes
         from .passes.fuse import describe, format_plan, plan
         kp = plan(g)
         dims = bind_dims(g)
+        if sparse is not None:
+            from .sparsify_cli import as_json, figures, lines
+            sfig = as_json(sparse, figures(g_dense, g, dims))
         if args.json:
-            print(json.dumps({**describe(kp, dims), "weight_bytes": param_bytes(g)}, indent=2))
+            print(json.dumps({**describe(kp, dims), "weight_bytes": param_bytes(g),
+                              **({"sparsity": sfig} if sparse is not None else {})}, indent=2))
         else:
             sys.stdout.write(format_plan(kp, dims))
             print(f"weights: {param_bytes(g):,} bytes" + (f" (quantized: {args.quantize})" if getattr(args, "quantize", None) else ""))
@@ -124,6 +140,8 @@ def cmd_show(args) -> int:
             before, after = param_counts(g)
             if before != after:
                 print(f"params: {before:,} before equivariance tying, {after:,} after")
+            if sparse is not None:
+                print("\n".join(lines(args, sparse, sfig)))
         return EXIT_OK
     if args.params:
         rows = [{"name": p.name, "shape": [str(d) for d in p.value.type.shape], "dtype": p.value.type.dtype,
@@ -151,6 +169,8 @@ def cmd_run(args) -> int:
     g = _passes(result.graph, args)
     inputs = load_inputs(args.inputs, g) if args.inputs else numpy_ref.random_inputs(g, args.seed)
     params = load_params(args.params, g) if args.params else numpy_ref.init_params(g, args.seed)
+    from .sparsify_cli import maybe_sparsify
+    g, params, _ = maybe_sparsify(args, g, params)
     from .quantize_cli import maybe_quantize
     g, params = maybe_quantize(args, g, params)
     outputs = run_backend(args.backend, g, inputs, params, float64=args.float64)
@@ -173,12 +193,15 @@ def cmd_compile(args) -> int:
             from .backends.torch_source import to_source
             result = _load(args)
             g = _passes(result.graph, args)
+            from .sparsify_cli import maybe_sparsify, save_next_to as save_sparse_next_to
+            g, sparams, _ = maybe_sparsify(args, g)
             from .quantize_cli import maybe_quantize, save_next_to
-            g, qparams = maybe_quantize(args, g)
+            g, qparams = maybe_quantize(args, g, sparams)
             out = Path(args.output)
             out.write_text(to_source(g))
             print(f"wrote {out}")
             save_next_to(args, qparams, out)
+            save_sparse_next_to(args, qparams, out)
             return EXIT_OK
         raise UsageError(f"-b {args.backend}: compile supports triton and torch")
     from .backends import triton as triton_backend
@@ -186,8 +209,10 @@ def cmd_compile(args) -> int:
     from .passes.fuse import format_plan
     result = _load(args)
     g = _passes(result.graph, args)
+    from .sparsify_cli import maybe_sparsify, save_next_to as save_sparse_next_to
+    g, sparams, _ = maybe_sparsify(args, g)
     from .quantize_cli import maybe_quantize, save_next_to
-    g, qparams = maybe_quantize(args, g)
+    g, qparams = maybe_quantize(args, g, sparams)
     compiled = triton_backend.compile(g)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,6 +220,7 @@ def cmd_compile(args) -> int:
     (out / "plan.txt").write_text(format_plan(compiled.plan, bind_dims(g)))
     print(f"wrote {out / 'model.py'} ({len(compiled.plan.kernels)} kernels) and {out / 'plan.txt'}")
     save_next_to(args, qparams, out)
+    save_sparse_next_to(args, qparams, out)
     return EXIT_OK
 
 
@@ -258,6 +284,8 @@ def cmd_stdlib(args) -> int:
 def _add_quant_options(sp):
     from .quantize_cli import add_options  # --quantize SCHEME, --calib, --group-size, ...
     add_options(sp)
+    from .sparsify_cli import add_options as add_sparse_options  # --sparse SPEC (passes/sparsify.py)
+    add_sparse_options(sp)
 
 
 def build_parser() -> argparse.ArgumentParser:

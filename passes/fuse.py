@@ -252,6 +252,9 @@ class _Planner:
             self.new("attention", n)
             self._choose_layout(n.outputs[0])
             return
+        if n.op == "bsr_matmul" and all(is_float(v.type.dtype) for v in n.inputs[:2]):
+            self.new("bsr_matmul", n)  # backends/triton/sparse_kernels.py: only the stored blocks
+            return
         self.new("fallback", n)
 
     def _fold_scalar(self, n: Node) -> bool:

@@ -44,8 +44,11 @@ SKIP_KINDS = ("control", "source")
 # int4 bytes that no written program produces (the language has no i8 literals or inputs the samplers draw), and
 # their scales come from the pass. tests/test_quantize.py fuzzes each of them op by op instead (hypothesis, torch
 # against NumPy, bit for bit) and runs the pass on the example models.
+# Likewise the sparse weight layouts only the sparsity pass introduces (passes/sparsify.py): their index operands
+# (N:M meta, BSR col_idx/row_ptr) are integer parameters the pass computes from pruned weights, which no written
+# program produces; tests/test_sparsify.py fuzzes them against the dense-masked product (hypothesis, NumPy and torch).
 PASS_ONLY_OPS = ("quantize", "dequantize", "fake_quant", "qmatmul", "qconv1d", "qconv2d", "qconv3d",
-                 "pack_int4", "unpack_int4")
+                 "pack_int4", "unpack_int4", "nm_matmul", "bsr_matmul")
 
 # Constructs the generator steers around while a compiler bug it found is open: name -> the regression file
 # (tests/regressions/) that pins the bug. Delete an entry when its bug is fixed.
@@ -1538,6 +1541,15 @@ def s_sort_topk(g, ctx, op):
     return Call([Arg.of(x)], attrs, keep=keep, exact=exact)
 
 
+def s_topk_mask(g, ctx, op):
+    x = g.pick(ctx, lambda v: v.type.rank >= 1, exact=True, dtype_class="num")
+    if x is None:
+        return None
+    axis = g.ch.int(-x.type.rank, x.type.rank - 1)
+    size = g.rt(x.type.shape[axis])
+    return Call([Arg.of(x)], {"k": g.ch.int(1, min(size, 4)), "axis": axis}, exact=True)
+
+
 def s_reshape(g, ctx, op):
     x = g.pick(ctx, lambda v: v.type.rank >= 1, dtype_class=None)
     if x is None:
@@ -2140,6 +2152,8 @@ TABLE: dict[str, Spec] = {
     "cumsum": Spec(grow=_grow_reduce),
     "max_pool1d": Spec(s_pool), "avg_pool1d": Spec(s_pool), "max_pool2d": Spec(s_pool), "avg_pool2d": Spec(s_pool),
     "sort": Spec(s_sort_topk, keeps_exact=True), "topk": Spec(s_sort_topk, keeps_exact=True),
+    # which entries topk_mask keeps flips with rounding when magnitudes nearly tie: exact inputs only
+    "topk_mask": Spec(s_topk_mask, exact_inputs=True, keeps_exact=True),
     # contractions
     "matmul": Spec(s_matmul, weight=2.0), "einsum": Spec(s_einsum, weight=1.2),
     "conv1d": Spec(s_conv), "conv2d": Spec(s_conv), "conv3d": Spec(s_conv, weight=0.5),

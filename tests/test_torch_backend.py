@@ -208,6 +208,11 @@ CASES = {
     "qconv3d": [case(I(None, 1, 2, 4, 4, 4, dtype="i8"), I(None, 3, 2, 2, 2, 2, dtype="i8"))],
     "pack_int4": [case(I(None, 2, 4, dtype="i8"))],
     "unpack_int4": [case(I(256, 2, 3, dtype="u8"))],
+    # sparse weight layouts (ir/ops/sparse.py): N:M meta in [0, m), BSR block indices (any row_ptr is defined)
+    "nm_matmul": [case(F(2, 3, 8), F(4, 5), I(4, 4, 5, dtype="u8"), n=2, m=4), case(F(6), F(2, 3), I(3, 2, 3, dtype="u8"), n=1, m=3)],
+    "bsr_matmul": [case(F(2, 3, 8), F(3, 2, 2), I(4, 3, dtype="i32"), I(4, 4, dtype="i32")),
+                   case(F(3, 4), F(5, 1, 1), I(4, 5, dtype="i32"), I(6, 3, dtype="i32"))],
+    "topk_mask": [case(F(2, 5), k=2), case(F(3, 4), k=2, axis=0)],
 }
 CASES["sum"].append(case(I(None, 2, 3, dtype="i32"), axis=[1]))  # torch widens to i64; the module must not
 

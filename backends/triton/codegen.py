@@ -68,6 +68,7 @@ class ModuleGen:
             "import triton.language as tl",
             "",
             "from pnet.backends.triton import runtime as _rt",
+            "from pnet.backends.triton import sparse_kernels as _sparse",
             "from pnet.backends.triton.prelude import _erf, _gelu, _gelu_tanh, _pow, _round_even, _sign, _softplus, _tanh",
             "",
         ]
@@ -209,6 +210,14 @@ class ModuleGen:
         lines.append(f"    {target} = _rt.fallback({n.op!r}, [{args}], {lit(n.attrs)})  # {k.name}: no Triton kernel yet")
         if len(outs) == 1:
             lines.append(f"    {outs[0]} = {outs[0]}.to(dev)")
+
+    def _k_bsr_matmul(self, k: Kernel, names, lines, plan):
+        """Block-sparse x @ W: a kernel that walks each output block-column's stored blocks only."""
+        n = k.nodes[0]
+        out = f"v{self._next()}"
+        names[n.outputs[0]] = out
+        x, values, col_idx, row_ptr = (names[v] for v in n.inputs)
+        lines.append(f"    {out} = _sparse.bsr_matmul({x}, {values}, {col_idx}, {row_ptr})  # {k.name}")
 
     def _k_scan(self, k: Kernel, names, lines, plan):
         n = k.nodes[0]
