@@ -6,6 +6,9 @@ Rules (greedy, in program order):
 - a pointwise op joins the kernel that produces one of its operands when that kernel accepts an
   epilogue of its output shape (a pointwise chain, a matmul, a reduction over rows) and every other
   operand is already in memory (or a scalar constant, folded into the code);
+- flip, roll, repeat, tile, pad, concat and a reshape of a strided value are "movement" kernels (a
+  gather over output coordinates), which take a pointwise epilogue like a pointwise kernel; a literal
+  tensor constant is materialized by the launcher (plan.constants, no kernel);
 - matmul, reductions and norms (softmax, layernorm, rmsnorm, ...), attention, scan and the other
   ops start kernels of their own kind;
 - a rank-0 pointwise op of scalar constants is folded into a scalar constant (no kernel);
@@ -25,6 +28,7 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.types import BYTES, DTYPES, is_float, numel
 
 VIEW_OPS = {"transpose", "expand_dims", "squeeze", "broadcast_to", "slice", "reshape"}
+MOVE_OPS = {"flip", "roll", "repeat", "tile", "pad", "concat", "reshape"}  # copies: "movement" kernels
 REDUCE_OPS = {"sum", "mean", "max", "min", "logsumexp", "var", "std", "argmax", "argmin"}
 ROW_OPS = {"softmax", "log_softmax", "layernorm", "rmsnorm"}
 
@@ -32,7 +36,7 @@ ROW_OPS = {"softmax", "log_softmax", "layernorm", "rmsnorm"}
 @dataclass(eq=False)
 class Kernel:
     name: str
-    kind: str                      # pointwise | matmul | reduction | rownorm | attention | scan | fallback
+    kind: str                      # pointwise | matmul | reduction | rownorm | attention | movement | scan | fallback
     nodes: list[Node] = field(default_factory=list)
     inputs: list[Value] = field(default_factory=list)     # read from memory
     outputs: list[Value] = field(default_factory=list)    # written to memory
@@ -54,6 +58,8 @@ class KernelPlan:
     views: list[Node]              # nodes computed as index arithmetic (no kernel, no bytes)
     scalars: dict[Value, object]   # scalar constants folded into kernel code
     layouts: dict = field(default_factory=dict)  # value -> storage permutation (default: contiguous)
+    constants: list = field(default_factory=list)  # literal tensors (const nodes) materialized once: no kernel;
+    #                                                 their bytes count as read by the kernels that use them
 
     def totals(self, bindings: dict | None = None) -> dict:
         """Plan figures with symbolic dims bound (name -> int); unbound ones stay as expressions."""
@@ -142,6 +148,7 @@ class _Planner:
         self.fuse = fuse
         self.kernels: list[Kernel] = []
         self.views: list[Node] = []
+        self.constants: list[Node] = []
         self.scalars: dict[Value, object] = {}
         self.kernel_of: dict[Value, Kernel] = {}   # value -> kernel computing it
         self.contiguous: set[Value] = set()
@@ -170,9 +177,10 @@ class _Planner:
                          if v in outputs or any(u not in k.nodes for u in self.uses.get(v, []))]
         # a kernel none of whose values is used (dead code the graph still holds) computes nothing observable
         self.kernels = [k for k in self.kernels if k.outputs]
+        self.constants = [n for n in self.constants if n.outputs[0] in outputs or self.uses.get(n.outputs[0])]
         for i, k in enumerate(self.kernels):
             k.name = f"k{i}_{'_'.join(dict.fromkeys(k.ops))}"[:48]
-        return KernelPlan(g, self.kernels, self.views, self.scalars, self.layouts)
+        return KernelPlan(g, self.kernels, self.views, self.scalars, self.layouts, self.constants)
 
     def storage(self, v: Value) -> Value:
         """The value actually read from memory for `v` (a view reads its base)."""
@@ -194,6 +202,11 @@ class _Planner:
             return
         if self._fold_scalar(n):
             return
+        if n.op == "const" and not pointwise_ok(n):
+            # a literal tensor (or a symbolic scalar): materialized once by the launcher, no kernel
+            self.constants.append(n)
+            self.contiguous.add(n.outputs[0])
+            return
         if n.op in VIEW_OPS and self._is_view(n):
             self.views.append(n)
             if n.op in ("expand_dims", "squeeze") or (n.op == "reshape"):
@@ -212,6 +225,9 @@ class _Planner:
             return
         if n.op == "split":  # every part is a slice of the input: views
             self.views.append(n)
+            return
+        if n.op in MOVE_OPS:  # a copy (a reshape here is of a strided value): reads through strides, writes contiguously
+            self.new("movement", n)
             return
         opdef = registry.get(n.op)
         if (opdef.kind == "elementwise" or n.op == "const") and pointwise_ok(n):
@@ -305,11 +321,11 @@ class _Planner:
         out_shape = n.outputs[0].type.shape
         for v in n.inputs:
             k = self.kernel_of.get(v)
-            if k is None or k.kind not in ("pointwise", "matmul", "conv"):
+            if k is None or k.kind not in ("pointwise", "matmul", "conv", "movement"):
                 continue
             if k.kind in ("matmul", "conv") and k.nodes[0].outputs[0].type.shape != out_shape:
                 continue
-            if k.kind == "pointwise" and k.nodes[0].outputs[0].type.shape != out_shape:
+            if k.kind in ("pointwise", "movement") and k.nodes[0].outputs[0].type.shape != out_shape:
                 continue
             if all(u is None or u in self.scalars or self.kernel_of.get(u) is k or self._ready(u, k) for u in n.inputs):
                 return k

@@ -59,6 +59,25 @@ KERNEL_CASES = {
                           "  output s = sum(x)\n}\n", 2),
 }
 
+# movement ops (copies): one gather kernel each, reading through strides, with a pointwise epilogue
+KERNEL_CASES.update({
+    "flip": ("model m() {\n  input x: f32[B, 4, 5]\n  output y = flip(swapaxes(x, 1, 2), axis=[0, 2])\n}\n", 1),
+    "roll": ("model m() {\n  input x: f32[B, 7]\n  output a = roll(x, -2, 0)\n  output b = roll(x, 3, -1) * 2.0\n"
+             "  output c = roll(x, 9, 1)\n}\n", 3),
+    "repeat_tile": ("model m() {\n  input x: f32[B, 3, 4]\n  output a = repeat(x, repeats=2, axis=1)\n"
+                    "  output b = tile(swapaxes(x, 1, 2), [2, 1, 3])\n}\n", 2),
+    "pad_constant": ("model m() {\n  input x: f32[B, 3, 4]\n  output a = pad(x, [[1, 2], [0, 3]])\n"
+                     "  output b = pad(swapaxes(x, 1, 2), [[2, 0]], value=-1.5) + 1.0\n}\n", 2),
+    "pad_modes": ("model m() {\n  input x: f32[B, 3, 4]\n  output a = pad(x, [[2, 2], [1, 3]], mode=\"reflect\")\n"
+                  "  output b = pad(x, [[1, 2], [5, 0]], mode=\"replicate\")\n  output c = pad(x, [[4, 1], [1, 6]], mode=\"circular\")\n"
+                  "  output d = pad(x[:, 0:1, :], [[3, 2]], mode=\"reflect\")\n}\n", 4),
+    "concat": ("model m() {\n  input x: f32[B, 3, 4]\n  input y: f32[B, 2, 4]\n  input z: f32[B, 4, 2]\n  output a = concat([x, y, swapaxes(z, 1, 2)], axis=1)\n"
+               "  output b = relu(concat([x, -x], axis=-1))\n}\n", 3),
+    "concat_ints": ("model m() {\n  input i: i64[B, 3]\n  input j: i64[B, 2]\n  output a = concat([i, j], axis=1)\n}\n", 1),
+    "reshape_strided": ("model m() {\n  input x: f32[B, 3, 4]\n  output a = reshape(swapaxes(x, 1, 2), [B, 12]) + 1.0\n}\n", 1),
+    "literal_tensor": ("model m() {\n  input x: f32[B, 3]\n  output a = x * (cast(arange(3), \"f32\") * 2.0 - 1.0)\n}\n", 1),
+})
+
 
 @pytest.mark.parametrize("name", KERNEL_CASES)
 def test_kernel_classes(name):
@@ -68,6 +87,20 @@ def test_kernel_classes(name):
     totals = compiled.plan.totals({"B": 2})
     assert totals["kernels"] == kernels
     assert totals["fallbacks"] == 0
+    for k in compiled.plan.kernels:  # movement ops run as movement kernels (a reshape of a view is no kernel)
+        assert all(op not in ("flip", "roll", "repeat", "tile", "pad", "concat", "reshape") for op in k.ops[1:]), k.ops
+        if k.ops[0] in ("flip", "roll", "repeat", "tile", "pad", "concat", "reshape"):
+            assert k.kind == "movement", (k.kind, k.ops)
+
+
+def test_literal_tensor_is_a_constant_not_a_kernel():
+    src = KERNEL_CASES["literal_tensor"][0]
+    graph = run_passes(load_source(src).graph)
+    p = plan(graph)
+    assert [n.op for n in p.constants] == ["const"] and isinstance(p.constants[0].attrs["value"], list)
+    assert [k.kind for k in p.kernels] == ["pointwise"]
+    # its bytes count as read by the kernel that uses it: x (2*3 f32) + the constant (3 f32)
+    assert p.totals({"B": 2})["bytes_read"] == (6 + 3) * 4
 
 
 def test_fully_masked_attention_rows_are_zero():

@@ -4,6 +4,8 @@ every kernel reads its inputs through strides, so a transposed or broadcast oper
 Floats are computed in f32 inside kernels and cast on store."""
 from __future__ import annotations
 
+import hashlib
+
 import sympy
 
 from ...errors import PnetError
@@ -123,6 +125,9 @@ class ModuleGen:
         for v, value in plan.scalars.items():
             names[v] = f"c{self._next()}"
             lines.append(f"    {names[v]} = torch.tensor({scalar_code(value, v.type.dtype)}, dtype=_rt.torch_dtype({v.type.dtype!r}), device=dev)")
+        for n in plan.constants:  # literal tensors: materialized here, no kernel
+            names[n.outputs[0]] = f"c{self._next()}"
+            lines.append(f"    {names[n.outputs[0]]} = {self._const_code(n)}")
 
         def need(v):
             if v is None or v in names:
@@ -203,13 +208,147 @@ class ModuleGen:
         args = ", ".join(names[v] if v is not None else "None" for v in n.inputs)
         target = ", ".join(outs) + ("," if len(outs) > 1 else "")
         if n.op == "const":
-            a = dict(n.attrs)
-            expand = f".expand({', '.join(dim_code(d) for d in a['shape'])}{',' if len(a['shape']) == 1 else ''})" if a["shape"] else ""
-            lines.append(f"    {outs[0]} = torch.as_tensor({lit(a['value'])}, dtype=_rt.torch_dtype({a['dtype']!r}), device=dev){expand}.contiguous()")
+            lines.append(f"    {outs[0]} = {self._const_code(n)}")
             return
         lines.append(f"    {target} = _rt.fallback({n.op!r}, [{args}], {lit(n.attrs)})  # {k.name}: no Triton kernel yet")
         if len(outs) == 1:
             lines.append(f"    {outs[0]} = {outs[0]}.to(dev)")
+
+    @staticmethod
+    def _const_code(n: Node) -> str:
+        a = n.attrs
+        expand = f".expand({', '.join(dim_code(d) for d in a['shape'])}{',' if len(a['shape']) == 1 else ''})" if a["shape"] else ""
+        return f"torch.as_tensor({lit(a['value'])}, dtype=_rt.torch_dtype({a['dtype']!r}), device=dev){expand}.contiguous()"
+
+    def _k_movement(self, k: Kernel, names, lines, plan):
+        """A copy as a gather: each output element (coordinates c0..c{r-1} of the flat offset) maps to a
+        source coordinate per op and is loaded through the source's strides (views are read in place);
+        the output is written contiguously, after an optional pointwise epilogue."""
+        n = k.nodes[0]
+        epi = k.nodes[1:]
+        out_t = n.outputs[0].type
+        rank = len(out_t.shape)
+        a = n.attrs
+        srcs = list(n.inputs)
+        ops = self._operands(k, plan, nodes=epi)
+        params, body, extra, extra_args = [], [], [], []
+        for i, v in enumerate(srcs):
+            r = v.type.rank
+            params += [f"src{i}"] + [f"src{i}_s{d}" for d in range(r)] + [f"src{i}_n{d}" for d in range(r)]
+        for i, v in enumerate(ops):
+            params += [f"in{i}"] + [f"in{i}_s{d}" for d in range(rank)]
+        params += [f"out{j}" for j in range(len(k.outputs))] + ["numel"] + [f"size{d}" for d in range(rank)]
+        body += ["    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)", "    mask = offs < numel", "    rem = offs"]
+        for d in reversed(range(rank)):
+            body += [f"    c{d} = rem % size{d}", f"    rem = rem // size{d}"]
+        c = [f"c{d}" for d in range(rank)]
+        x0 = names[srcs[0]]
+
+        def src_offs(i, coords):
+            return " + ".join(f"({e}) * src{i}_s{d}" for d, e in enumerate(coords)) or "offs * 0"
+
+        def load(i, coords, m="mask"):
+            return self._load(f"src{i}", src_offs(i, coords), m, srcs[i])
+
+        op = n.op
+        if op == "flip":
+            body.append(f"    y = {load(0, [f'src0_n{d} - 1 - c{d}' if d in a['axis'] else c[d] for d in range(rank)])}")
+        elif op == "roll":
+            ax = a["axis"]
+            extra, extra_args = ["shift"], [f"int({lit(a['shift'])})"]
+            body += [f"    p = c{ax} - shift", f"    p = ((p % src0_n{ax}) + src0_n{ax}) % src0_n{ax}"]
+            body.append(f"    y = {load(0, [('p' if d == ax else c[d]) for d in range(rank)])}")
+        elif op == "repeat":
+            ax, r = a["axis"], int(a["repeats"])
+            body.append(f"    y = {load(0, [(f'c{d} // {r}' if d == ax else c[d]) for d in range(rank)])}")
+        elif op == "tile":
+            body.append(f"    y = {load(0, [f'c{d} % src0_n{d}' for d in range(rank)])}")
+        elif op == "pad":
+            mode, pads = a["mode"], a["pads"]
+            lead = rank - len(pads)
+            coords, valid = list(c), []
+            for i, (before, _) in enumerate(pads):
+                d = lead + i
+                body.append(f"    p{d} = c{d} - {int(before)}")
+                nd = f"src0_n{d}"
+                if mode == "constant":
+                    valid.append(f"(p{d} >= 0) & (p{d} < {nd})")
+                elif mode == "replicate":
+                    body.append(f"    p{d} = tl.minimum(tl.maximum(p{d}, 0), {nd} - 1)")
+                elif mode == "circular":
+                    body.append(f"    p{d} = ((p{d} % {nd}) + {nd}) % {nd}")
+                elif mode == "reflect":  # numpy's reflect (edge not repeated), periodic past one reflection
+                    extra.append(f"period{d}")
+                    extra_args.append(f"max(2 * ({x0}.shape[{d}] - 1), 1)")
+                    body += [f"    p{d} = ((p{d} % period{d}) + period{d}) % period{d}",
+                             f"    p{d} = tl.where(p{d} < {nd}, p{d}, period{d} - p{d})"]
+                else:  # pragma: no cover - the registry checks modes
+                    raise PnetError(f"internal: pad mode {mode!r}")
+                coords[d] = f"p{d}"
+            if valid:
+                body.append(f"    ok = mask & {' & '.join(valid)}")
+                fill = scalar_code(a["value"], srcs[0].type.dtype)
+                body.append(f"    y = tl.where(ok, {load(0, coords, 'ok')}, {fill})")
+            else:
+                body.append(f"    y = {load(0, coords)}")
+        elif op == "concat":
+            ax = a["axis"]
+            bounds = []
+            for i, v in enumerate(srcs):
+                extra += [f"lo{i}", f"hi{i}"]
+                lo = " + ".join(f"{names[u]}.shape[{ax}]" for u in srcs[:i]) or "0"
+                extra_args += [lo, f"{lo} + {names[v]}.shape[{ax}]"]
+                bounds.append(i)
+            for i in bounds:
+                body.append(f"    ok{i} = mask & (c{ax} >= lo{i}) & (c{ax} < hi{i})")
+                v_i = load(i, [(f"c{ax} - lo{i}" if d == ax else c[d]) for d in range(rank)], f"ok{i}")
+                body.append(f"    y = {v_i}" if i == 0 else f"    y = tl.where(ok{i}, {v_i}, y)")
+        elif op == "reshape":  # the output is contiguous: its flat offset, row-major over the source's shape
+            r = srcs[0].type.rank
+            body.append("    rem = offs")
+            for d in reversed(range(r)):
+                body += [f"    r{d} = rem % src0_n{d}", f"    rem = rem // src0_n{d}"]
+            body.append(f"    y = {load(0, [f'r{d}' for d in range(r)])}")
+        else:  # pragma: no cover
+            raise PnetError(f"internal: {op} is not a movement op")
+        reg = {n.outputs[0]: "y"}
+        for i, v in enumerate(ops):
+            offs = " + ".join(f"c{d} * in{i}_s{d}" for d in range(rank)) or "offs * 0"
+            reg[v] = f"a{i}"
+            body.append(f"    a{i} = {self._load(f'in{i}', offs, 'mask', v)}")
+        self._expr_chain(epi, reg, plan, body)
+        for j, v in enumerate(k.outputs):
+            body.append(f"    tl.store(out{j} + offs, ({reg[v]}).to(out{j}.dtype.element_ty), mask=mask)")
+        params += extra + ["BLOCK: tl.constexpr"]
+        self.kernels.append(f"@triton.jit\ndef {k.name}({', '.join(params)}):\n" + "\n".join(body) + "\n")
+        # launcher
+        for v in k.outputs:
+            self._alloc(v, names, lines)
+        args = []
+        for v in srcs:
+            x = names[v]
+            args += [x] + [f"{x}.stride({d})" for d in range(v.type.rank)] + [f"{x}.shape[{d}]" for d in range(v.type.rank)]
+        shape = ", ".join(dim_code(d) for d in out_t.shape)
+        for v in ops:
+            e = f"e{self._next()}"
+            lines.append(f"    {e} = {names[v]}.expand({shape}{',' if rank == 1 else ''})" if rank else f"    {e} = {names[v]}")
+            args += [e] + [f"{e}.stride({d})" for d in range(rank)]
+        o = names[k.outputs[0]]
+        args += [names[v] for v in k.outputs]
+        nm = f"n{self._next()}"
+        lines.append(f"    {nm} = {o}.numel()")
+        args += [nm] + [f"{o}.shape[{d}]" for d in range(rank)] + extra_args
+        blk = f"blk{self._next()}"
+        lines.append(f"    {blk} = _rt.pointwise_block({nm})")
+        lines.append(f"    {k.name}[(_rt.cdiv({nm}, {blk}),)]({', '.join(args)}, BLOCK={blk})")
+
+    def _tuned_launch(self, kname: str, size, configs: str, grid: str, args: list, lines: list):
+        """Launch a tl.dot template with the config runtime.tuned picks (timed once per problem size on a GPU,
+        the fixed first config under the interpreter). The tuning key carries a hash of the kernel's source,
+        so equally named kernels of different models never share a choice."""
+        sig = hashlib.sha1(self.kernels[-1].encode()).hexdigest()[:12]
+        lines.append(f"    launch = lambda c: {kname}[{grid}]({', '.join(args)}, **c)")
+        lines.append(f"    launch(_rt.tuned('{kname}-{sig}', ({', '.join(size)},), {configs}, launch))")
 
     def _k_bsr_matmul(self, k: Kernel, names, lines, plan):
         """Block-sparse x @ W: a kernel that walks each output block-column's stored blocks only."""
@@ -396,8 +535,8 @@ class ModuleGen:
         M, N, K = dim_code(a_v.type.shape[-2]), dim_code(bs[0].type.shape[-1]), dim_code(a_v.type.shape[-1])
         args += [M, N, K] + bshape
         nb = " * ".join(bshape) or "1"
-        lines.append(f"    BM, BN, BK = _rt.dot_block({M}), _rt.dot_block({N}), _rt.dot_block({K}, 32)")
-        lines.append(f"    {k.name}[(_rt.cdiv({M}, BM), _rt.cdiv({N}, BN), {nb})]({', '.join(args)}, BM=BM, BN=BN, BK=BK)")
+        self._tuned_launch(k.name, (M, N, K, nb), f"_rt.gemm_configs({M}, {N}, {K})",
+                           f"(_rt.cdiv({M}, c['BM']), _rt.cdiv({N}, c['BN']), {nb})", args, lines)
 
     def _k_conv(self, k: Kernel, names, lines, plan):
         """conv2d as an implicit GEMM: rows are output pixels (n, oh, ow), columns output channels of
@@ -464,8 +603,9 @@ class ModuleGen:
         args += [f"{xs}.shape[0]", cin_g, f"{xs}.shape[2]", f"{xs}.shape[3]", cout_g, f"{o}.shape[2]", f"{o}.shape[3]",
                  f"{ws}.shape[2]", f"{ws}.shape[3]", str(b is not None)]
         rows = f"{xs}.shape[0] * {o}.shape[2] * {o}.shape[3]"
-        lines.append(f"    BM, BN, BK = _rt.dot_block({rows}), _rt.dot_block({cout_g}), _rt.dot_block({cin_g} * {ws}.shape[2] * {ws}.shape[3], 32)")
-        lines.append(f"    {k.name}[(_rt.cdiv({rows}, BM), _rt.cdiv({cout_g}, BN), {int(groups)})]({', '.join(args)}, BM=BM, BN=BN, BK=BK)")
+        red = f"{cin_g} * {ws}.shape[2] * {ws}.shape[3]"
+        self._tuned_launch(k.name, (rows, cout_g, red, str(int(groups))), f"_rt.gemm_configs({rows}, {cout_g}, {red})",
+                           f"(_rt.cdiv({rows}, c['BM']), _rt.cdiv({cout_g}, c['BN']), {int(groups)})", args, lines)
 
     def _k_lookup(self, k: Kernel, names, lines, plan):
         """embedding / take along axis 0 of a 2-D table / one_hot: out[r..., c] from the id at r..."""

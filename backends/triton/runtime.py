@@ -27,8 +27,6 @@ def ensure_mode(quiet: bool = False) -> str:
     global _notice_shown
     if os.environ.get("TRITON_INTERPRET") == "1" or not has_gpu():
         if os.environ.get("TRITON_INTERPRET") != "1":
-            if "triton.language" in sys.modules and not quiet:
-                pass
             os.environ["TRITON_INTERPRET"] = "1"
             if not quiet and not _notice_shown:
                 print("pnet: no GPU found; running Triton kernels under the interpreter (TRITON_INTERPRET=1)", file=sys.stderr)
@@ -117,6 +115,8 @@ def dot_block(n: int, cap: int = 64) -> int:
         cap = max(cap, 128)
     return max(16, min(next_pow2(max(n, 1)), cap))
 
+
+from .autotune import gemm_configs, tuned  # noqa: E402,F401 - launch configs chosen by timing on a GPU
 
 # ---- fallbacks --------------------------------------------------------------------------------------
 def fallback(op: str, args, attrs):
