@@ -70,7 +70,15 @@ class OpDef:
         return out
 
     def infer_types(self, types: list[TensorType | None], attrs: dict) -> list[TensorType]:
-        out = self.infer(types, attrs)
+        try:
+            out = self.infer(types, attrs)
+        except PnetError:
+            raise
+        except (TypeError, ValueError, OverflowError, IndexError, KeyError, ZeroDivisionError) as e:
+            # a type rule handed attributes of the wrong kind (`split(x, 1e308)`, `repeats=1e400`): the
+            # caller's error to fix, so a located ShapeError rather than a crash
+            shown = ", ".join(f"{k}={v!r}" for k, v in attrs.items())
+            raise ShapeError(f"{self.name}: invalid attributes ({shown}): {e}") from None
         return list(out) if isinstance(out, (list, tuple)) else [out]
 
     def count_flops(self, in_types, out_types, attrs) -> sympy.Expr:
