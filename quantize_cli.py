@@ -125,11 +125,5 @@ def save_next_to(args, params: dict, out: Path) -> None:
     """`pnet compile --quantize`: the quantized weights go beside the compiled output."""
     if getattr(args, "quantize", None) is None or params is None:
         return
-    from .weights import save_params
-    path = (out / "weights.safetensors") if out.is_dir() else out.with_suffix(".weights.safetensors")
-    try:
-        save_params(path, params)
-    except ImportError:
-        path = path.with_suffix(".npz")
-        save_params(path, params)
-    print(f"wrote {path} (quantized weights)")
+    from .weights import save_beside
+    save_beside(out, params, "quantized")

@@ -76,11 +76,5 @@ def save_next_to(args, params: dict, out: Path) -> None:
     index params) go beside the compiled output."""
     if getattr(args, "sparse", None) is None or getattr(args, "quantize", None) is not None or params is None:
         return
-    from .weights import save_params
-    path = (out / "weights.safetensors") if out.is_dir() else out.with_suffix(".weights.safetensors")
-    try:
-        save_params(path, params)
-    except ImportError:
-        path = path.with_suffix(".npz")
-        save_params(path, params)
-    print(f"wrote {path} (sparse weights)")
+    from .weights import save_beside
+    save_beside(out, params, "sparse")

@@ -64,6 +64,18 @@ def save_params(path: str | Path, params: dict[str, np.ndarray]) -> None:
         np.savez(path, **arrays)
 
 
+def save_beside(out: Path, params: dict[str, np.ndarray], what: str) -> Path:
+    """Weights written next to a compiled output (a directory or a file): `pnet compile --quantize/--sparse`."""
+    path = (out / "weights.safetensors") if out.is_dir() else out.with_suffix(".weights.safetensors")
+    try:
+        save_params(path, params)
+    except ImportError:  # safetensors not installed
+        path = path.with_suffix(".npz")
+        save_params(path, params)
+    print(f"wrote {path} ({what} weights)")
+    return path
+
+
 def load_inputs(path: str | Path, graph: Graph) -> dict[str, np.ndarray]:
     path = Path(path)
     data = _read(path)

@@ -155,3 +155,13 @@ def _dce(g: Graph):
             keep.append(n)
             live.update(v for v in n.inputs if v is not None)
     g.nodes = keep[::-1]
+
+
+def drop_unused_params(g: Graph, params: dict) -> None:
+    """Drop (in place) the params nothing reads any more, from the graph and from `params`: what a rewriting
+    pass with concrete weights (quantize, sparsify) leaves behind when it replaces a weight."""
+    used = {v for n in g.walk() for v in n.inputs if v is not None} | {v for _, v in g.outputs}
+    for p in g.params:
+        if p.value not in used:
+            params.pop(p.name, None)
+    g.params = [p for p in g.params if p.value in used]

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import PnetError, ShapeError, UsageError
+from .cleanup import drop_unused_params
 from ..ir import registry
 from ..ir.graph import Annotation, Graph, Init, Node, Param, Value, clone, replace_uses
 from ..ir.ops.quant import _dequantize_np, _pack_np, _quantize_np, qrange
@@ -150,7 +151,7 @@ def quantize_model(graph: Graph, params: dict, scheme: str | None = None, calib:
     result = QuantResult(g, {})
     new_params = dict(params)
     _rewrite(g, new_params, sites, param_opts, fake, calib, result)
-    _dce_params(g, new_params)
+    drop_unused_params(g, new_params)
     verify(g)
     result.graph, result.params, result.sites = g, new_params, sites
     result.bytes_before = _bytes(graph)
@@ -664,21 +665,6 @@ def _rewrite_fake(g, em, params, sites, plans, pmap, calib, result):
 def _free_values(body: Graph):
     for n in body.walk():
         yield from (v for v in n.inputs if v is not None)
-
-
-def _dce_params(g: Graph, params: dict):
-    """Drop params (and their values) nothing reads any more: the float weights that were quantized."""
-    used = set()
-    for n in g.walk():
-        used.update(v for v in n.inputs if v is not None)
-    used.update(v for _, v in g.outputs)
-    keep = []
-    for p in g.params:
-        if p.value in used:
-            keep.append(p)
-        else:
-            params.pop(p.name, None)
-    g.params = keep
 
 
 # ---- figures for `pnet quantize` ------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import PnetError, UsageError
+from .cleanup import drop_unused_params
 from ..ir import registry
 from ..ir.graph import Annotation, Graph, Init, Node, Param, Value, clone, replace_uses
 from ..ir.types import BYTES, DTYPES, TensorType, concrete, is_float
@@ -201,7 +202,7 @@ def sparsify_model(graph: Graph, params: dict, spec: str | Options | None = None
     if default is not None and not result.layers and result.skipped:
         name, why = result.skipped[0]
         raise UsageError(f"sparsify {default}: no layer can be sparsified ({name}: {why})")
-    _dce_params(g, new_params)
+    drop_unused_params(g, new_params)
     verify(g)
     result.graph, result.params = g, new_params
     result.bytes_before = _bytes(graph)
@@ -402,18 +403,3 @@ def dense_weight(result_params: dict, name: str, op: str, attrs: dict, k: int) -
         return nm_dense_np(result_params[name + ".values"], result_params[name + ".meta"], attrs["n"], attrs["m"])
     v = result_params[name + ".values"]
     return bsr_dense_np(v, result_params[name + ".col_idx"], result_params[name + ".row_ptr"], k // v.shape[1])
-
-
-def _dce_params(g: Graph, params: dict):
-    """Drop params nothing reads any more: the dense weights that were pruned."""
-    used = set()
-    for n in g.walk():
-        used.update(v for v in n.inputs if v is not None)
-    used.update(v for _, v in g.outputs)
-    keep = []
-    for p in g.params:
-        if p.value in used:
-            keep.append(p)
-        else:
-            params.pop(p.name, None)
-    g.params = keep
