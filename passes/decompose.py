@@ -1,13 +1,41 @@
-"""Lowering of composite ops into pointwise ones before fusion, so they fuse into neighbours.
+"""Lowering of composite ops, before fusion, into ops the Triton backend has kernels for (so they fuse
+into neighbours instead of running as torch fallbacks). Every rewrite keeps the op's dtype and shape
+(symbolic dims included) and its semantics within the tolerance rule; new nodes carry the original
+node's loc, scope and annotations. An op whose attributes a rewrite does not cover stays as it is.
 
-- batchnorm (inference) is a per-channel affine map: y = (x - mean) * rsqrt(var + eps) * w + b,
-  with the [C] vectors reshaped to broadcast along axis 1. Its parameter-only part is hoisted to
-  the top of the graph so the per-element part can join the producing conv's epilogue.
+- batchnorm is a per-channel affine map: y = (x - mean) * rsqrt(var + eps) * w + b, with the [C]
+  vectors reshaped to broadcast along axis 1. With running statistics (graph inputs/params) its
+  parameter-only part is hoisted to the top of the graph so the per-element part can join the
+  producing conv's epilogue; with statistics computed in the graph (batch statistics,
+  `batchnorm(x, mean(x, axes), var(x, axes))`, or sliced params) the same map stays in place.
+- global_avg_pool is a mean over the spatial axes 2.. .
+- groupnorm: reshape to [N, G, C/G * spatial], layernorm (no affine) over the last axis (the same
+  biased-variance normalization), reshape back, then the per-channel affine.
+- conv1d is conv2d of height 1: expand_dims(x, 2), expand_dims(w, 2), conv2d with stride/padding/
+  dilation (1, s), (0, p), (1, d) and the same groups, squeeze(axis 2).
+- matmul with a rank-1 float operand: expand_dims to rank 2 (a: [K] -> [1, K], b: [K] -> [K, 1]),
+  matmul, squeeze the added axis (numpy's rule).
+- avg_pool2d / max_pool2d with stride == kernel, no padding and spatial dims that the kernel
+  provably divides: reshape [N, C, H/kh, kh, W/kw, kw] and mean / max over axes (3, 5). Other
+  windows (numeric output size, at most 25 taps): pad (zeros for avg, replicated edges for max),
+  then the max / mean of the kh * kw strided slices (views) in one pointwise kernel.
+- prod over axes of numeric size (at most 16 elements per product): the mul chain of the slices.
+- einsum (float operands of one dtype, no repeated index within an operand, equal index sizes):
+  operands are contracted pairwise, opt_einsum/TorchInductor style (greedy: the pair with the
+  smallest result first). Per pair, indices only one side has and nothing later needs are summed
+  out first; then with contracted indices the pair is a (batched, broadcasting) matmul:
+  A -> [batch, left[:-1], 1.., l, k], B -> [batch, 1.., right[:-1], k, r] by transpose +
+  expand_dims (views), several contracted indices merged into one k by a reshape (a view when the
+  operand is contiguous there, else a copy kernel); with none it is a broadcasting mul.
+  A one-operand einsum is a sum + transpose. The result is transposed to the output order.
 """
 from __future__ import annotations
 
+import sympy
+
 from ..ir import registry
 from ..ir.graph import Graph, Node, Value, clone, replace_uses
+from ..ir.types import dims_equal, is_float, numel
 
 
 def decompose(graph: Graph) -> Graph:
@@ -16,38 +44,322 @@ def decompose(graph: Graph) -> Graph:
     return g
 
 
-def _emit(op: str, inputs, attrs, hoisted: list, body: list, anchor: Node, param_only: bool) -> Value:
-    opdef = registry.get(op)
-    attrs = opdef.bind_attrs(attrs)
-    types = opdef.infer_types([v.type if v is not None else None for v in inputs], attrs)
-    node = Node(op, list(inputs), attrs, [], anchor.loc, anchor.scope, anchor.annotations)
-    node.outputs = [Value(t, node) for t in types]
-    (hoisted if param_only else body).append(node)
-    return node.outputs[0]
+class _Emitter:
+    """Builds the replacement nodes of one op (placed in the graph only when the rule succeeds)."""
+
+    def __init__(self, anchor: Node):
+        self.anchor = anchor
+        self.nodes: list[Node] = []
+
+    def __call__(self, op: str, inputs, **attrs) -> Value:
+        opdef = registry.get(op)
+        attrs = opdef.bind_attrs(attrs)
+        types = opdef.infer_types([v.type if v is not None else None for v in inputs], attrs)
+        a = self.anchor
+        node = Node(op, list(inputs), attrs, [], a.loc, a.scope, a.annotations)
+        node.outputs = [Value(t, node) for t in types]
+        self.nodes.append(node)
+        return node.outputs[0]
+
+    def const(self, value, dtype: str) -> Value:
+        return self("const", [], value=value, dtype=dtype, shape=[])
+
+    def channel(self, v: Value, rank: int) -> Value:
+        """A [C] vector shaped [C, 1, ...] to broadcast along axis 1 of a rank-`rank` tensor (expand_dims:
+        a view even of a strided value, where a reshape would be a copy)."""
+        for _ in range(rank - 2):
+            v = self("expand_dims", [v], axis=-1)
+        return v
+
+    def like(self, y: Value, out: Value) -> Value:
+        """`y` with exactly the type of `out` (a cast if the dtype differs, a reshape view if the
+        shape is only symbolically equal)."""
+        t = out.type
+        if y.type.dtype != t.dtype:
+            y = self("cast", [y], dtype=t.dtype)
+        if tuple(y.type.shape) != tuple(t.shape):
+            y = self("reshape", [y], shape=list(t.shape))
+        return y
 
 
 def _decompose(g: Graph):
-    defined_at_start = {v for _, v in g.inputs} | {p.value for p in g.params}
+    start = {v for _, v in g.inputs} | {p.value for p in g.params}
     hoisted: list[Node] = []
     out: list[Node] = []
     for n in g.nodes:
         if n.body is not None:
             _decompose(n.body)
-        if n.op == "batchnorm" and all(v is None or v in defined_at_start for v in n.inputs[1:]):
-            x, mean, var, w, b = n.inputs
-            rank = x.type.rank
-            shape = [x.type.shape[1]] + [1] * (rank - 2)
-
-            def channel(v):
-                return _emit("reshape", [v], {"shape": shape}, hoisted, out, n, True)
-
-            eps = _emit("const", [], {"value": float(n.attrs["eps"]), "dtype": var.type.dtype, "shape": []}, hoisted, out, n, True)
-            inv = _emit("rsqrt", [_emit("add", [channel(var), eps], {}, hoisted, out, n, True)], {}, hoisted, out, n, True)
-            scale = _emit("mul", [inv, channel(w)], {}, hoisted, out, n, True) if w is not None else inv
-            y = _emit("mul", [_emit("sub", [x, channel(mean)], {}, hoisted, out, n, False), scale], {}, hoisted, out, n, False)
-            if b is not None:
-                y = _emit("add", [y, channel(b)], {}, hoisted, out, n, False)
-            replace_uses(g, n.outputs[0], y)
+        rule = _RULES.get(n.op)
+        y = None
+        if rule is not None and len(n.outputs) == 1:
+            e = _Emitter(n)
+            try:
+                y = rule(e, n)
+            except Exception:  # a shape the rewrite's ops refuse: keep the op as it is
+                y = None
+            if y is not None:
+                y = e.like(y, n.outputs[0]) if _same(y, n.outputs[0]) else None
+            if y is not None and not e.nodes:
+                y = None
+        if y is None:
+            out.append(n)
             continue
-        out.append(n)
+        for m in e.nodes:  # nodes computing only from graph inputs/params go to the top
+            if all(v is None or v in start for v in m.inputs):
+                hoisted.append(m)
+                start.update(m.outputs)
+            else:
+                out.append(m)
+        replace_uses(g, n.outputs[0], y)
     g.nodes = hoisted + out
+
+
+def _same(y: Value, out: Value) -> bool:
+    a, b = y.type, out.type
+    return (a.rank == b.rank and all(dims_equal(p, q) for p, q in zip(a.shape, b.shape))
+            and is_float(a.dtype) == is_float(b.dtype))
+
+
+# ---- rules: each returns the replacement value, or None to keep the op -------------------------------
+def _batchnorm(e: _Emitter, n: Node):
+    x, mean, var, w, b = (list(n.inputs) + [None] * 5)[:5]
+    rank = x.type.rank
+    eps = e.const(float(n.attrs["eps"]), var.type.dtype)
+    scale = e("rsqrt", [e("add", [e.channel(var, rank), eps])])
+    if w is not None:
+        scale = e("mul", [scale, e.channel(w, rank)])
+    y = e("mul", [e("sub", [x, e.channel(mean, rank)]), scale])
+    if b is not None:
+        y = e("add", [y, e.channel(b, rank)])
+    return y
+
+
+def _global_avg_pool(e: _Emitter, n: Node):
+    x = n.inputs[0]
+    if x.type.rank <= 2:
+        return None
+    return e("mean", [x], axis=list(range(2, x.type.rank)), keepdims=False)
+
+
+def _groupnorm(e: _Emitter, n: Node):
+    x, w, b = (list(n.inputs) + [None] * 3)[:3]
+    shape = tuple(x.type.shape)
+    groups = sympy.sympify(n.attrs["groups"])
+    rest = sympy.simplify(shape[1] / groups * numel(shape[2:]))
+    xg = e("reshape", [x], shape=[shape[0], groups, rest])
+    y = e("layernorm", [xg, None, None], axis=[2], eps=n.attrs["eps"])
+    y = e("reshape", [y], shape=list(shape))
+    if w is not None:
+        y = e("mul", [y, e.channel(w, len(shape))])
+    if b is not None:
+        y = e("add", [y, e.channel(b, len(shape))])
+    return y
+
+
+def _conv1d(e: _Emitter, n: Node):
+    x, w, b = (list(n.inputs) + [None] * 3)[:3]
+    a = n.attrs
+    y = e("conv2d", [e("expand_dims", [x], axis=2), e("expand_dims", [w], axis=2), b],
+          stride=[1, a["stride"][0]], padding=[0, a["padding"][0]], dilation=[1, a["dilation"][0]], groups=a["groups"])
+    return e("squeeze", [y], axis=[2])
+
+
+def _matmul(e: _Emitter, n: Node):
+    a, b = n.inputs
+    if a.type.rank >= 2 and b.type.rank >= 2:
+        return None
+    if not (is_float(a.type.dtype) and is_float(b.type.dtype)):
+        return None
+    a2 = e("expand_dims", [a], axis=0) if a.type.rank == 1 else a
+    b2 = e("expand_dims", [b], axis=1) if b.type.rank == 1 else b
+    y = e("matmul", [a2, b2])
+    r = y.type.rank
+    axes = ([r - 2] if a.type.rank == 1 else []) + ([r - 1] if b.type.rank == 1 else [])
+    return e("squeeze", [y], axis=axes)
+
+
+def _pool(reduce_op):
+    def rule(e: _Emitter, n: Node):
+        x = n.inputs[0]
+        (kh, kw), stride, padding = n.attrs["kernel"], list(n.attrs["stride"]), list(n.attrs["padding"])
+        if not all(isinstance(v, int) for v in [kh, kw] + stride + padding):
+            return None
+        from ..ir.ops.conv import divides
+        N, C, H, W = x.type.shape
+        if stride == [kh, kw] and padding == [0, 0] and divides(kh, H) and divides(kw, W):
+            xr = e("reshape", [x], shape=[N, C, sympy.simplify(H / kh), kh, sympy.simplify(W / kw), kw])
+            return e(reduce_op, [xr], axis=[3, 5], keepdims=False)
+        return _window_pool(e, n, reduce_op)
+    return rule
+
+
+def _window_pool(e: _Emitter, n: Node, reduce_op: str):
+    """Any window: the max / mean of the kh * kw strided slices of the padded input (views), one
+    pointwise kernel. Max pads by replicating the edge instead of with -inf: padding is at most half
+    the kernel, so a window that holds a padded position also holds the edge element it copies."""
+    x = n.inputs[0]
+    (kh, kw), (sh, sw), (ph, pw) = n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"]
+    oh, ow = n.outputs[0].type.shape[2:]
+    if kh * kw > 25 or not (oh.is_number and ow.is_number):
+        return None
+    oh, ow = int(oh), int(ow)
+    xp = x
+    if ph or pw:
+        xp = (e("pad", [x], pads=[[ph, ph], [pw, pw]], mode="replicate") if reduce_op == "max"
+              else e("pad", [x], pads=[[ph, ph], [pw, pw]], value=0.0, mode="constant"))
+    acc = None
+    for ky in range(kh):
+        for kx in range(kw):
+            tap = e("slice", [xp], slices=[[None, None, 1], [None, None, 1], [ky, ky + sh * (oh - 1) + 1, sh],
+                                           [kx, kx + sw * (ow - 1) + 1, sw]])
+            acc = tap if acc is None else e("maximum" if reduce_op == "max" else "add", [acc, tap])
+    if reduce_op == "mean":
+        acc = e("mul", [acc, e.const(1.0 / (kh * kw), x.type.dtype)])
+    return acc
+
+
+def _prod(e: _Emitter, n: Node):
+    """A product over few numeric-size axes: the mul chain of the slices (views), one pointwise kernel."""
+    import itertools
+    x = n.inputs[0]
+    axes, keepdims = list(n.attrs["axis"]), n.attrs["keepdims"]
+    sizes = [x.type.shape[a] for a in axes]
+    if not axes or not is_float(x.type.dtype) or not all(d.is_number for d in sizes) or numel(sizes) > 16:
+        return None
+    acc = None
+    for idx in itertools.product(*(range(int(d)) for d in sizes)):
+        at = dict(zip(axes, idx))
+        tap = e("slice", [x], slices=[[at[a], at[a] + 1, 1] if a in at else [None, None, 1] for a in range(x.type.rank)])
+        if not keepdims:
+            tap = e("squeeze", [tap], axis=axes)
+        acc = tap if acc is None else e("mul", [acc, tap])
+    return acc
+
+
+# ---- einsum ---------------------------------------------------------------------------------------
+def _einsum(e: _Emitter, n: Node):
+    lhs, out = n.attrs["equation"].split("->")
+    specs = lhs.split(",")
+    xs = list(n.inputs)
+    dtype = n.outputs[0].type.dtype
+    if not is_float(dtype) or any(v.type.dtype != dtype for v in xs):
+        return None
+    if any(len(set(s)) != len(s) for s in specs) or len(set(out)) != len(out):
+        return None  # diagonals (a repeated index) are left to the fallback
+    sizes: dict[str, object] = {}
+    for s, v in zip(specs, xs):
+        for ch, d in zip(s, v.type.shape):
+            if ch in sizes and not dims_equal(sizes[ch], d):
+                return None  # an index broadcast from size 1
+            sizes[ch] = d
+    # greedy pair order (opt_einsum's greedy): contract the pair whose result is smallest first
+    free = {sym: 64 for d in sizes.values() for sym in sympy.sympify(d).free_symbols}
+
+    def est(letters):
+        return float(sympy.sympify(numel([sizes[c] for c in letters])).subs(free))
+
+    ops = list(zip(xs, specs))
+    while len(ops) > 1:
+        best = None
+        for i in range(len(ops)):
+            for j in range(i + 1, len(ops)):
+                others = set(out) | set("".join(s for k, (_, s) in enumerate(ops) if k not in (i, j)))
+                cost = est((set(ops[i][1]) | set(ops[j][1])) & others)
+                if best is None or cost < best[0]:
+                    best = (cost, i, j, others)
+        _, i, j, keep = best
+        ops[i] = _contract2(e, *ops[i], *ops[j], keep)
+        del ops[j]
+    cur, spec = ops[0]
+    cur, spec = _sum_out(e, cur, spec, set(out))
+    perm = [spec.index(ch) for ch in out]
+    if perm != list(range(len(perm))):
+        cur = e("transpose", [cur], perm=perm)
+    return cur
+
+
+def _sum_out(e: _Emitter, v: Value, spec: str, keep: set):
+    axes = [i for i, ch in enumerate(spec) if ch not in keep]
+    if not axes:
+        return v, spec
+    return e("sum", [v], axis=axes, keepdims=False), "".join(ch for ch in spec if ch in keep)
+
+
+def _align(e: _Emitter, v: Value, spec: str, order: list):
+    """`v` (indexed by `spec`) transposed to the letters of `order`, with a size-1 axis at each None."""
+    perm = [spec.index(ch) for ch in order if ch is not None]
+    if perm != list(range(len(perm))):
+        v = e("transpose", [v], perm=perm)
+    for i, ch in enumerate(order):
+        if ch is None:
+            v = e("expand_dims", [v], axis=i)
+    return v
+
+
+def _merge(e: _Emitter, v: Value, start: int, count: int) -> Value:
+    shape = list(v.type.shape)
+    return e("reshape", [v], shape=shape[:start] + [sympy.simplify(numel(shape[start:start + count]))] + shape[start + count:])
+
+
+def _orders(sa: str, sb: str, keep: set):
+    batch = [c for c in sa if c in sb and c in keep]
+    contr = [c for c in sa if c in sb and c not in keep]
+    left = [c for c in sa if c not in sb]
+    right = [c for c in sb if c not in sa]
+    lrow, rcol = (left[-1] if left else None), (right[-1] if right else None)
+    a_order = batch + left[:-1] + [None] * len(right[:-1]) + [lrow] + contr
+    b_order = batch + [None] * len(left[:-1]) + right[:-1] + contr + [rcol]
+    return a_order, b_order
+
+
+def _transposes(sa: str, sb: str, keep: set) -> int:
+    """How many operands the matmul form of (sa, sb) must transpose (each may cost a copy)."""
+    def moved(spec, order):
+        perm = [spec.index(c) for c in order if c is not None]
+        return perm != sorted(perm)
+    a_order, b_order = _orders(sa, sb, keep)
+    return moved(sa, a_order) + moved(sb, b_order)
+
+
+def _contract2(e: _Emitter, a: Value, sa: str, b: Value, sb: str, keep: set):
+    a, sa = _sum_out(e, a, sa, keep | set(sb))
+    b, sb = _sum_out(e, b, sb, keep | set(sa))
+    if _transposes(sb, sa, keep) < _transposes(sa, sb, keep):  # the orientation that keeps operands in place
+        a, sa, b, sb = b, sb, a, sa
+    batch = [c for c in sa if c in sb and c in keep]
+    contr = [c for c in sa if c in sb and c not in keep]
+    left = [c for c in sa if c not in sb]
+    right = [c for c in sb if c not in sa]
+    if contr:
+        lrow, rcol = (left[-1] if left else None), (right[-1] if right else None)
+        a_order = batch + left[:-1] + [None] * len(right[:-1]) + [lrow] + contr
+        b_order = batch + [None] * len(left[:-1]) + right[:-1] + contr + [rcol]
+        a2, b2 = _align(e, a, sa, a_order), _align(e, b, sb, b_order)
+        if len(contr) > 1:  # several contracted indices: one merged K axis (a view when contiguous)
+            a2 = _merge(e, a2, a2.type.rank - len(contr), len(contr))
+            b2 = _merge(e, b2, b2.type.rank - len(contr) - 1, len(contr))
+        y = e("matmul", [a2, b2])
+        res = batch + left[:-1] + right[:-1] + [lrow, rcol]
+        drop = [i for i, ch in enumerate(res) if ch is None]
+        if drop:
+            y = e("squeeze", [y], axis=drop)
+        return y, "".join(ch for ch in res if ch is not None)
+    order = batch + left + right + contr
+    y = e("mul", [_align(e, a, sa, [c if c in sa else None for c in order]),
+                  _align(e, b, sb, [c if c in sb else None for c in order])])
+    if contr:
+        y = e("sum", [y], axis=list(range(len(order) - len(contr), len(order))), keepdims=False)
+    return y, "".join(batch + left + right)
+
+
+_RULES = {
+    "batchnorm": _batchnorm,
+    "global_avg_pool": _global_avg_pool,
+    "groupnorm": _groupnorm,
+    "conv1d": _conv1d,
+    "matmul": _matmul,
+    "avg_pool2d": _pool("mean"),
+    "max_pool2d": _pool("max"),
+    "einsum": _einsum,
+    "prod": _prod,
+}
