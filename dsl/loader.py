@@ -18,8 +18,11 @@ def resolve_import(imp: A.Import, importer: str) -> Path:
         rel = Path(*imp.path.split(".")).with_suffix(".pnet")
         candidates = [here / rel, STDLIB / rel]
     for c in candidates:
-        if c.is_file():
-            return c.resolve()
+        try:
+            if c.is_file():
+                return c.resolve()
+        except OSError:  # a name the file system refuses (too long, ...): not a module there
+            continue
     raise PnetError(f"cannot find module '{imp.path}' (looked in {', '.join(str(c.parent) for c in candidates)})", imp.loc)
 
 
