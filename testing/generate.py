@@ -40,15 +40,10 @@ SYMBOLS = ("B", "T", "N", "L")         # N is also sympy's N(): a good test of t
 MAX_NUMEL = 2048          # runtime elements of any tensor the generator creates
 BOUND_LIMIT = 1e4         # a value whose |.| estimate exceeds this gets squashed with tanh first
 SKIP_KINDS = ("control", "source")
-# Ops only the quantization pass introduces (passes/quantize.py): their operands are 8-bit integers or packed
-# int4 bytes that no written program produces (the language has no i8 literals or inputs the samplers draw), and
-# their scales come from the pass. tests/test_quantize.py fuzzes each of them op by op instead (hypothesis, torch
-# against NumPy, bit for bit) and runs the pass on the example models.
-# Likewise the sparse weight layouts only the sparsity pass introduces (passes/sparsify.py): their index operands
-# (N:M meta, BSR col_idx/row_ptr) are integer parameters the pass computes from pruned weights, which no written
-# program produces; tests/test_sparsify.py fuzzes them against the dense-masked product (hypothesis, NumPy and torch).
-PASS_ONLY_OPS = ("quantize", "dequantize", "fake_quant", "qmatmul", "qconv1d", "qconv2d", "qconv3d",
-                 "pack_int4", "unpack_int4", "nm_matmul", "bsr_matmul")
+# Ops only the quantization / sparsity passes introduce, whose operands (i8 conv windows, N:M metadata, BSR index
+# lists) must come from the pass to be valid. tests/test_quantize.py and tests/test_sparsify.py fuzz each of them
+# op by op (hypothesis, torch against NumPy). quantize/dequantize/fake_quant/qmatmul/int4 packing have samplers.
+PASS_ONLY_OPS = ("qconv1d", "qconv2d", "qconv3d", "nm_matmul", "bsr_matmul")
 
 # Constructs the generator steers around while a compiler bug it found is open: name -> the regression file
 # (tests/regressions/) that pins the bug. Delete an entry when its bug is fixed.
@@ -1965,6 +1960,72 @@ def s_one_hot(g, ctx, op):
     return Call([Arg.of(ids)], attrs, exact=True, bound=1.0)
 
 
+# ---- quantized ops: integer results must agree bit for bit, so they start from exact float values and
+# power-of-two scales (the division is exact: no backend's evaluation order can move a value across a rounding
+# boundary) -------------------------------------------------------------------------------------------------
+def _quantized(g, ctx, pred=lambda v: True) -> Arg | None:
+    x = g.float_var(ctx, lambda v: v.type.dtype == "f32" and pred(v), exact=True)
+    if x is None:
+        return None
+    scale = g.ch.choice([0.125, 0.25, 0.5, 1.0])
+    bits = g.ch.choice([8, 8, 4])
+    return Arg(f"quantize({x.name}, {lit(scale)}, bits={bits})", x.type.with_dtype("i8"), True, 128.0)
+
+
+def s_quantize(g, ctx, op):
+    x = g.float_var(ctx, lambda v: v.type.dtype == "f32", exact=True)
+    if x is None:
+        return None
+    attrs = {"bits": g.ch.choice([8, 4, 2])} if g.ch.flag(0.5) else {}
+    if g.ch.flag(0.3):
+        attrs["narrow"] = True
+    return Call([Arg.of(x), number(g.ch.choice([0.125, 0.5, 2.0]))], attrs, exact=True, bound=128.0)
+
+
+def s_dequantize(g, ctx, op):
+    q = _quantized(g, ctx)
+    if q is None:
+        return None
+    return Call([q, number(g.ch.choice([0.25, 0.5]))], {}, exact=True, bound=64.0)
+
+
+def s_fake_quant(g, ctx, op):
+    x = g.float_var(ctx, lambda v: v.type.dtype == "f32", exact=True)
+    if x is None:
+        return None
+    return Call([Arg.of(x), number(g.ch.choice([0.125, 0.5]))], {"bits": g.ch.choice([8, 4])}, exact=True,
+                bound=x.bound + 1)
+
+
+def s_qmatmul(g, ctx, op):
+    a = _quantized(g, ctx, lambda v: v.type.rank >= 1)
+    if a is None:
+        return None
+    n = g.rand_dim(ctx, allow_sym=False)
+    w = g.new_tensor(ctx, "f32", (a.type.shape[-1], n))
+    if w is None:
+        return None
+    ctx.pool.append(w)
+    scale = g.ch.choice([0.25, 0.5])
+    b = Arg(f"quantize({w.name}, {lit(scale)})", w.type.with_dtype("i8"), True, 128.0)
+    return Call([a, b], {}, exact=True, bound=float(128 * 128 * 5))  # K <= 5 (small dims)
+
+
+def s_pack_int4(g, ctx, op):
+    q = _quantized(g, ctx, lambda v: v.type.rank >= 1 and v.type.shape[-1].is_Integer and int(v.type.shape[-1]) % 2 == 0)
+    if q is None:
+        return None
+    return Call([q], {}, exact=True, bound=255.0)
+
+
+def s_unpack_int4(g, ctx, op):
+    q = _quantized(g, ctx, lambda v: v.type.rank >= 1 and v.type.shape[-1].is_Integer and int(v.type.shape[-1]) % 2 == 0)
+    if q is None:
+        return None
+    return Call([Arg(f"pack_int4({q.expr})", q.type.with_shape(q.type.shape[:-1] + (q.type.shape[-1] / 2,)).with_dtype("u8"),
+                     True, 255.0)], {}, exact=True, bound=8.0)
+
+
 def s_sdpa(g, ctx, op):
     q = g.float_var(ctx, lambda v: 2 <= v.type.rank <= 4 and v.type.dtype == "f32")
     if q is None:
@@ -2174,6 +2235,8 @@ TABLE: dict[str, Spec] = {
     "gather": Spec(s_gather, keeps_exact=True), "scatter_add": Spec(s_scatter_add),
     "segment_sum": Spec(s_segment), "segment_mean": Spec(s_segment), "segment_max": Spec(s_segment),
     "one_hot": Spec(s_one_hot),
+    "quantize": Spec(s_quantize), "dequantize": Spec(s_dequantize), "fake_quant": Spec(s_fake_quant),
+    "qmatmul": Spec(s_qmatmul), "pack_int4": Spec(s_pack_int4), "unpack_int4": Spec(s_unpack_int4),
     # attention
     "sdpa": Spec(s_sdpa, weight=1.2),
 }
