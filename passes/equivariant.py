@@ -406,6 +406,10 @@ class _State:
     def __init__(self, g: Graph):
         self.g = g
         self.params = {p.value: p for p in g.params}
+        # weights an earlier run already tied (take(theta, orbit_index)): equivariant as they are, nothing to tie
+        self.tied = {n.outputs[0] for n in g.walk() if n.op == "take" and n.inputs[0] in self.params
+                     and n.inputs[1].producer is not None and n.inputs[1].producer.op == "const"
+                     and any(a.name == TIED for a in n.inputs[1].producer.annotations)}
         self.acts: dict[Value, dict] = {}          # value -> {key: Action | Broken}
         self.gens: dict[Value, list] = {}          # param value -> flat generator perms over its entries
         self.tied_ops: set = set()
@@ -463,7 +467,7 @@ def _visit(st: _State, n: Node):
     ins = [st.acts.get(v, {}) if v is not None else {} for v in n.inputs]
     keys = set().union(*ins) if ins else set()
     weights = n.inputs[1:2] if n.op.startswith("conv") else n.inputs
-    if n.op in LINEAR and specs and any(v in st.params for v in weights if v is not None):
+    if n.op in LINEAR and specs and any(v in st.params or v in st.tied for v in weights if v is not None):
         _tie_linear(st, n, specs, ins)
         return
     _propagate(st, n, ins, keys, tie_params=bool(specs))
@@ -496,8 +500,8 @@ def _tie_linear(st: _State, n: Node, specs, ins):
     if n.op.startswith("conv"):
         return _tie_conv(st, n, specs, ins)
     ops_letters, out_letters = _letters(n)
-    wpos = [i for i, v in enumerate(n.inputs) if v in st.params]
-    dpos = [i for i, v in enumerate(n.inputs) if v not in st.params]
+    wpos = [i for i, v in enumerate(n.inputs) if v in st.params or v in st.tied]
+    dpos = [i for i, v in enumerate(n.inputs) if v not in st.params and v not in st.tied]
     if len(dpos) != 1 or len(wpos) != 1:
         raise EquivarianceError(f"@equivariant on {_name(n)}: a tied layer needs one data operand and one weight parameter "
                                 f"(got {len(dpos)} data and {len(wpos)} weights)", n.loc)
@@ -564,6 +568,8 @@ def _unify(a: Group, b: Group, n) -> Group:
 
 
 def _add_weight_gens(st, w: Value, group: Group, terms, n: Node):
+    if w in st.tied:
+        return   # tied by an earlier run of the pass
     shape = [int(d) for d in w.type.shape]
     for t in terms:
         sizes = [shape[a] for a in t.axes]
@@ -590,7 +596,7 @@ def _tie_conv(st: _State, n: Node, specs, ins):
     x, w = n.inputs[0], n.inputs[1]
     b = n.inputs[2] if len(n.inputs) > 2 else None
     y = n.outputs[0]
-    if w not in st.params:
+    if w not in st.params and w not in st.tied:
         raise EquivarianceError(f"@equivariant on {_name(n)}: the conv weight must be a parameter to be tied", n.loc)
     nd = x.type.rank - 2
     ks = [int(d) for d in w.type.shape[2:]]
@@ -722,6 +728,8 @@ def _rule(st, n: Node, kind, key, ins, present, tie_params):
             spans = [ax for ax in acted if ax - off >= 0 and _size(v.type.shape[ax - off]) != 1]
             if not spans:
                 continue
+            if v in st.tied and tie_params:
+                continue   # an annotated operand that an earlier run tied
             if v in st.params:
                 if tie_params:
                     tterms = []

@@ -319,3 +319,107 @@ def test_stdlib_equivariant_papers(name):
     t = equivariant(g)
     verify(t)
     assert max(violations(t, samples=1, seed=2).values()) < 1e-8
+
+
+# ---- the stdlib blocks whose weights the pass ties (stdlib/nn/equivariant.pnet) and a paper model using them --
+def burnside_grid_conv(kind: str, n: int, k: int, cin: int, cout: int, lift: bool) -> int:
+    """Orbits of a conv weight [cout |G|, cin (|G| unless lifting), k, k] under kernel rotations (and flips) and
+    left multiplication on the group index of the output (and input) channels."""
+    grid = np.arange(k * k).reshape(k, k)
+    total = 0
+    for gm, rp in zip(grid_maps(kind, n), regular_perms(kind, n)):
+        fix_in = cin if lift else cin * fixed_points(rp)
+        total += int(np.sum(gm(grid) == grid)) * cout * fixed_points(rp) * fix_in
+    return total // len(regular_perms(kind, n))
+
+
+def _load(path: Path, cfg: dict):
+    from pnet.dsl.compile import load_file
+    res = load_file(path, None, {k: str(v) for k, v in cfg.items()})
+    g = res.graph
+    for k, v in cfg.items():
+        if k not in res.hyper:
+            g.dims[k] = int(v)
+    return g
+
+
+def _tied_counts(t) -> dict:
+    return {r["param"]: r["after"] for r in t.equivariance}
+
+
+def _torch_matches_reference(t):
+    pytest.importorskip("torch")
+    from pnet.backends import numpy_ref
+    from pnet.backends.torch_backend import to_module
+    from pnet.testing.tolerance import assert_outputs_close
+    inputs, params = numpy_ref.random_inputs(t, seed=1), numpy_ref.init_params(t, seed=0)
+    ref32, ref64 = numpy_ref.run(t, inputs, params), numpy_ref.run(t, inputs, params, float64=True)
+    out = to_module(t)(**inputs)                   # seed 0: the same parameters as init_params(t, 0)
+    assert_outputs_close({k: v.detach().cpu().numpy() for k, v in out.items()}, ref32, ref64)
+
+
+NN_EQUIVARIANT = ROOT / "stdlib" / "nn" / "equivariant.pnet"
+
+
+@pytest.mark.parametrize("cfg", [{}, {"n": 3, "d": 2, "hidden": 3, "L": 5, "c": 2, "size": 6, "classes": 2, "B": 2}],
+                         ids=["default", "small"])
+def test_stdlib_nn_equivariant_blocks(cfg):
+    """DeepSets, circulant and C4 lifting / group conv blocks: the pass ties every free weight to Burnside's count."""
+    g = _load(NN_EQUIVARIANT, cfg)
+    t = equivariant(g)
+    verify(t)
+    n, d, hidden, L, c = (cfg.get(k, v) for k, v in (("n", 5), ("d", 3), ("hidden", 8), ("L", 8), ("c", 4)))
+    want = {
+        "set0.W": burnside_dense("S", n, d, hidden), "set0.b": hidden,
+        "set1.W": burnside_dense("S", n, hidden, d), "set1.b": d,
+        "seq0.W": burnside_dense("T", L, d, hidden), "seq0.b": hidden,
+        "seq1.W": burnside_dense("T", L, hidden, d), "seq1.b": d,
+        "p4.lift.w": burnside_grid_conv("C", 4, 3, 1, c, lift=True), "p4.lift.b": c,
+        "p4.gconv.0.c4_group_conv.w": burnside_grid_conv("C", 4, 3, c, c, lift=False), "p4.gconv.0.c4_group_conv.b": c,
+    }
+    assert _tied_counts(t) == want
+    assert want["set0.W"] == 2 * d * hidden and want["seq0.W"] == L * d * hidden       # DeepSets, circulant
+    assert want["p4.gconv.0.c4_group_conv.w"] == 4 * c * c * 9                          # P4 group conv
+    before, after = param_counts(t)
+    assert before == g.param_count()
+    assert after == before - sum(r["before"] - r["after"] for r in t.equivariance)
+    v_tied = violations(t, samples=3, seed=1)
+    v_untied = violations(g, samples=3, seed=1)
+    assert set(v_tied) == {"y_set", "y_set_pooled", "y_seq", "y_img"}
+    assert max(v_tied.values()) < 1e-5
+    assert min(v_untied.values()) > 1e-5
+    _torch_matches_reference(t)
+
+
+def test_stdlib_nn_equivariant_through_pipeline():
+    """The tied demo survives the default pipeline after the pass (the counts are read back from the graph)."""
+    g = _load(NN_EQUIVARIANT, {})
+    t = run_passes(g, "equivariant")
+    assert param_counts(t) == (6937, 1164)
+    assert worst(t) < 1e-5
+
+
+INSET = ROOT / "stdlib" / "papers" / "inset.pnet"
+
+
+@pytest.mark.parametrize("cfg", [_small(INSET), {"n": 4, "d": 2, "hidden": 3, "layers": 3, "B": 3}], ids=["test", "deeper"])
+def test_stdlib_inset_ties_deepsets(cfg):
+    """INSET (001#8): its equivariant layers are dense maps over the superset that the pass ties to DeepSets."""
+    g = _load(INSET, cfg)
+    t = equivariant(g)
+    verify(t)
+    n, d, hidden, layers = (int(cfg[k]) for k in ("n", "d", "hidden", "layers"))
+    want = {}
+    for l in range(layers):
+        want[f"enc.{l}.set_linear.W"] = burnside_dense("S", n, d if l == 0 else hidden, hidden)
+        want[f"enc.{l}.set_linear.b"] = hidden
+    want["select_head.W"] = burnside_dense("S", n, 2 * hidden + 1, 1)
+    want["select_head.b"] = 1
+    assert _tied_counts(t) == want
+    before, after = param_counts(t)
+    assert before == g.param_count() and before - after == sum(r["before"] - r["after"] for r in t.equivariance)
+    v_tied = violations(t, samples=3, seed=1)
+    v_untied = violations(g, samples=3, seed=1)
+    assert max(v_tied.values()) < 1e-5
+    assert v_untied["select"] > 1e-5 and v_untied["utility"] > 1e-5
+    _torch_matches_reference(t)
