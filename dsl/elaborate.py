@@ -565,6 +565,8 @@ class Elaborator:
             if op == "%":
                 return sympy.Mod(a, b) if isinstance(a, sympy.Basic) or isinstance(b, sympy.Basic) else a % b
             if op == "**":
+                if isinstance(a, int) and isinstance(b, int) and abs(a) > 1 and b * max(abs(a), 2).bit_length() > 100_000:
+                    raise PnetError(f"{a} ** {b} is too large a compile-time number", loc)
                 return a ** b
             if op == "@":
                 raise PnetError("`@` needs tensors")
@@ -576,6 +578,8 @@ class Elaborator:
             return bool(cmp)
         except ZeroDivisionError:
             raise PnetError("division by zero in a compile-time expression", loc) from None
+        except OverflowError:
+            raise PnetError(f"compile-time number too large in `{op}`", loc) from None
 
     def ex_Call(self, e: A.Call, frame):
         fn = self.eval(e.fn, frame)
