@@ -1,6 +1,7 @@
 """Source text -> syntax tree (dsl/ast.py), with lark's LALR parser and a small post-lexer."""
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -123,7 +124,9 @@ def unescape(body: str) -> str:
     """A string literal's body with its backslash escapes resolved (non-ASCII text kept as is)."""
     if "\\" not in body:
         return body
-    return body.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    with warnings.catch_warnings():  # an unknown escape ("\\e") stays as written, like Python's own strings
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return body.encode("latin-1", "backslashreplace").decode("unicode_escape")
 
 
 def _str_value(tok: Token) -> str:
