@@ -10,7 +10,8 @@ Rules (greedy, in program order):
   gather over output coordinates), which take a pointwise epilogue like a pointwise kernel; a literal
   tensor constant is materialized by the launcher (plan.constants, no kernel);
 - matmul, reductions and norms (softmax, layernorm, rmsnorm, ...), attention, scan and the other
-  ops start kernels of their own kind;
+  ops start kernels of their own kind (take/gather: "gather", segment reductions and scatter_add:
+  "scatter", cumsum, sort/topk: "sort");
 - a rank-0 pointwise op of scalar constants is folded into a scalar constant (no kernel);
 - ops that touch float64 values run through torch (kernels compute floats in f32) and are counted
   as fallbacks; `fuse=False` gives every op its own kernel (the differential tester's baseline).
@@ -36,7 +37,8 @@ ROW_OPS = {"softmax", "log_softmax", "layernorm", "rmsnorm"}
 @dataclass(eq=False)
 class Kernel:
     name: str
-    kind: str                      # pointwise | matmul | reduction | rownorm | attention | movement | scan | fallback
+    kind: str                      # pointwise | matmul | reduction | rownorm | conv | attention | lookup | movement |
+    #                                gather | scatter | cumsum | sort | scan | bsr_matmul | fallback
     nodes: list[Node] = field(default_factory=list)
     inputs: list[Value] = field(default_factory=list)     # read from memory
     outputs: list[Value] = field(default_factory=list)    # written to memory
@@ -131,7 +133,11 @@ def pointwise_ok(n: Node) -> bool:
     if opdef.kind != "elementwise" or opdef.triton is None:
         return False
     out = n.outputs[0].type.dtype
-    return is_float(out) or out == "bool" or n.op == "cast"
+    return is_float(out) or out == "bool" or n.op == "cast" or (n.op in INT_POINTWISE and out in ("i32", "i64"))
+
+
+# integer arithmetic that wraps the same in a kernel as in NumPy (index math: offsets, strides, counts)
+INT_POINTWISE = {"add", "sub", "mul", "neg", "maximum", "minimum"}
 
 
 def plan(graph: Graph, fuse: bool = True) -> KernelPlan:
@@ -261,6 +267,10 @@ class _Planner:
         if n.op == "arange":
             self.new("pointwise", n)
             return
+        kind = _index_kind(n)
+        if kind is not None:  # backends/triton/index_codegen.py
+            self.new(kind, n)
+            return
         if n.op == "conv2d" and all(is_float(v.type.dtype) for v in n.inputs if v is not None):
             self.new("conv", n)
             return
@@ -342,6 +352,25 @@ class _Planner:
         base = self.storage(v)
         producer = self.kernel_of.get(base)
         return producer is None or (producer is not k and self.kernels.index(producer) < self.kernels.index(k))
+
+
+SCATTER_OPS = {"segment_sum", "segment_mean", "segment_max", "scatter_add"}
+
+
+def _index_kind(n: Node) -> str | None:
+    """take/gather: an index map over the output ("gather"); segment reductions and scatter_add: atomics
+    into an accumulator ("scatter"; floats, i32, i64); cumsum: a row scan (floats, i32, i64); sort/topk: a
+    stable key sort per row ("sort"; floats and integers of at most 32 bits)."""
+    if n.op in ("take", "gather"):
+        return "gather"
+    dt = n.outputs[0].type.dtype
+    if n.op in SCATTER_OPS and (is_float(dt) or dt in ("i32", "i64")):
+        return "scatter"
+    if n.op == "cumsum" and n.outputs[0].type.rank > 0 and (is_float(dt) or dt in ("i32", "i64")):
+        return "cumsum"
+    if n.op in ("sort", "topk") and (is_float(dt) or dt in ("i32", "i8", "u8", "bool")):
+        return "sort"
+    return None
 
 
 def _uses(g: Graph) -> dict[Value, list[Node]]:

@@ -79,6 +79,35 @@ KERNEL_CASES.update({
 })
 
 
+# data-dependent indexing, scans and sorts (backends/triton/index_codegen.py): one kernel each, no fallback
+KERNEL_CASES.update({
+    "take_gather": ("model m() {\n  input x: f32[B, 5, 6]\n  input i: i64[3, 2]\n  input j: i32[B, 5, 4]\n  input w: i32[4, 6]\n"
+                    "  output a = take(x, i, axis=1)\n  output b = take(x, i, axis=2)\n  output c = gather(x, j, axis=2)\n"
+                    "  output d = take(swapaxes(x, 1, 2), i, axis=0)\n  output e = gather(w, j[0, 0:4, :], axis=1)\n}\n", 5),
+    "segments": ("model m() {\n  input x: f32[8, 3]\n  input h: f16[8, 2, 2]\n  input n: i32[8]\n  input ids: i64[8]\n"
+                 "  output a = segment_sum(x, ids, num_segments=5)\n  output b = segment_mean(swapaxes(h, 1, 2), ids, num_segments=5)\n"
+                 "  output c = segment_max(x, ids, num_segments=6)\n  output d = segment_sum(h, ids, num_segments=5)\n"
+                 "  output e = segment_sum(n, ids, num_segments=5)\n  output f = segment_max(n, ids, num_segments=7)\n}\n", 6),
+    "scatter_add": ("model m() {\n  input z: f32[4, 3]\n  input x: f32[6, 3]\n  input i: i64[6, 3]\n  input j: i64[4, 3]\n"
+                    "  output a = scatter_add(z, i, x, axis=0)\n  output b = scatter_add(z * 2.0, j[:, 0:2], x[0:4, 1:3], axis=1)\n}\n", 3),
+    "cumsum": ("model m() {\n  input x: f32[B, 5, 7]\n  input h: f16[3, 6]\n  input n: i32[4, 9]\n  input q: i64[4, 9]\n"
+               "  output a = cumsum(x, axis=1)\n  output b = cumsum(swapaxes(x, 1, 2), axis=-1)\n  output c = cumsum(n, axis=1)\n"
+               "  output d = cumsum(q, axis=0)\n  output e = cumsum(h, axis=1)\n}\n", 5),
+    "sort_topk": ("model m() {\n  input x: f32[B, 5, 7]\n  input h: f16[3, 6]\n  input n: i32[4, 9]\n"
+                  "  sv, si = sort(x, axis=-1)\n  output sv\n  output si\n"
+                  "  dv, di = sort(swapaxes(x, 1, 2), axis=1, descending=true)\n  output dv\n  output di\n"
+                  "  tv, ti = topk(x, k=3)\n  output tv\n  output ti\n  uv, ui = topk(n, k=4, largest=false)\n  output uv\n  output ui\n"
+                  "  wv, wi = topk(h, k=2, axis=0)\n  output wv\n  output wi\n}\n", 5),
+})
+
+# integer index arithmetic (offsets into a table) is a pointwise kernel, not a fallback
+KERNEL_CASES["int_arith"] = ("model m() {\n  input i: i64[B, 5]\n  input j: i32[5]\n"
+                             "  output a = maximum(i * 3 + j - 1, -i)\n  output b = minimum(j * j, 7)\n}\n", 2)
+
+INDEX_KINDS = {"take": "gather", "gather": "gather", "segment_sum": "scatter", "segment_mean": "scatter",
+               "segment_max": "scatter", "scatter_add": "scatter", "cumsum": "cumsum", "sort": "sort", "topk": "sort"}
+
+
 @pytest.mark.parametrize("name", KERNEL_CASES)
 def test_kernel_classes(name):
     src, kernels = KERNEL_CASES[name]
@@ -91,6 +120,25 @@ def test_kernel_classes(name):
         assert all(op not in ("flip", "roll", "repeat", "tile", "pad", "concat", "reshape") for op in k.ops[1:]), k.ops
         if k.ops[0] in ("flip", "roll", "repeat", "tile", "pad", "concat", "reshape"):
             assert k.kind == "movement", (k.kind, k.ops)
+        if k.ops[0] in INDEX_KINDS:
+            assert k.kind == INDEX_KINDS[k.ops[0]], (k.kind, k.ops)
+
+
+def test_sort_ties_nan_and_signed_zero_match_reference():
+    """The key sort is stable (ties keep index order, descending too); -0.0 ties with 0.0; NaN sorts last
+    ascending and first descending, as in NumPy."""
+    import numpy as np
+    src = ("model m() {\n  input x: f32[2, 9]\n  sv, si = sort(x, axis=-1)\n  output sv\n  output si\n"
+           "  dv, di = sort(x, axis=-1, descending=true)\n  output dv\n  output di\n"
+           "  tv, ti = topk(x, k=4, largest=false)\n  output tv\n  output ti\n}\n")
+    graph = load_source(src).graph
+    x = np.array([[np.nan, 0.0, -0.0, 1.0, -np.inf, np.inf, -np.nan, 0.0, -1.0],
+                  [3, 3, 3, -0.0, 0.0, -0.0, 2, np.nan, 3]], np.float32)
+    compiled = triton_backend.compile(graph)
+    assert [k.kind for k in compiled.plan.kernels] == ["sort"] * 3
+    got, ref = compiled.run({"x": x}, {}), numpy_ref.run(graph, {"x": x}, {})
+    for name in ref:
+        assert np.array_equal(got[name], ref[name], equal_nan=True), name
 
 
 def test_literal_tensor_is_a_constant_not_a_kernel():
@@ -181,3 +229,15 @@ def test_kernel_budgets(name):
     assert totals["fallbacks"] == 0, totals
     ratio = totals["bytes"] / totals["compulsory_bytes"]
     assert ratio <= max_ratio, f"{name}: planned bytes are {ratio:.3f}x compulsory (budget {max_ratio}x)"
+
+
+def test_sort_rows_longer_than_a_block_go_through_torch(monkeypatch, capsys):
+    """A row that does not fit one block is sorted by torch at run time, and that is reported."""
+    from pnet.backends.triton import index_codegen
+    monkeypatch.setattr(index_codegen, "SORT_MAX_BLOCK", 4)
+    monkeypatch.setattr(index_codegen, "_oversize_reported", set())
+    src = "model m() {\n  input x: f32[B, 7]\n  v, i = topk(x, k=3)\n  output v\n  output i\n}\n"
+    graph = run_passes(load_source(src).graph)
+    compiled = check_against_reference(graph)
+    assert [k.kind for k in compiled.plan.kernels] == ["sort"]
+    assert "exceed one Triton block" in capsys.readouterr().err

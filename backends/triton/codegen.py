@@ -13,6 +13,7 @@ from ...ir import registry
 from ...ir.graph import Graph, Node, Value
 from ...ir.types import is_float
 from ...passes.fuse import Kernel, KernelPlan, plan as make_plan
+from .index_codegen import IndexKernels
 
 _TL = {"f64": "tl.float64", "f32": "tl.float32", "f16": "tl.float16", "bf16": "tl.bfloat16", "i64": "tl.int64",
        "i32": "tl.int32", "i8": "tl.int8", "u8": "tl.uint8", "bool": "tl.int1"}
@@ -47,7 +48,7 @@ def scalar_code(value, dtype: str) -> str:
     return str(int(value))
 
 
-class ModuleGen:
+class ModuleGen(IndexKernels):
     def __init__(self, graph: Graph, name: str = "forward", fuse: bool = True):
         self.graph = graph
         self.plan: KernelPlan = make_plan(graph, fuse)
@@ -70,6 +71,7 @@ class ModuleGen:
             "import triton.language as tl",
             "",
             "from pnet.backends.triton import runtime as _rt",
+            "from pnet.backends.triton import index_codegen as _ix",
             "from pnet.backends.triton import sparse_kernels as _sparse",
             "from pnet.backends.triton.prelude import _erf, _gelu, _gelu_tanh, _pow, _round_even, _sign, _softplus, _tanh",
             "",
