@@ -30,3 +30,19 @@ def param_bytes(graph: Graph) -> int:
 def at(expr, bindings: dict) -> int:
     """The value of a symbolic figure with dims bound (name -> int)."""
     return int(sympy.sympify(expr).subs({sym(k): v for k, v in bindings.items()}))
+
+
+def weight_of_matmul(n, pvals: dict):
+    """For `x @ W` or `x @ W.T` with W a rank-2 float parameter (a dense layer): (param, transposed), else
+    None. What the weight-rewriting passes (quantize, sparsify) look for; `pvals` maps values to params."""
+    from .types import is_float
+    if n.op != "matmul" or len(n.inputs) != 2:
+        return None
+    x, w = n.inputs
+    transposed = False
+    if w.producer is not None and w.producer.op == "transpose" and w.producer.attrs.get("perm") in ([1, 0], (1, 0)):
+        w, transposed = w.producer.inputs[0], True
+    p = pvals.get(w)
+    if p is None or w.type.rank != 2 or not is_float(w.type.dtype) or not is_float(x.type.dtype) or x.type.rank < 1:
+        return None
+    return p, transposed

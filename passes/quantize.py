@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import PnetError, ShapeError, UsageError
+from ..ir.analysis import weight_of_matmul
 from .cleanup import drop_unused_params
 from ..ir import registry
 from ..ir.graph import Annotation, Graph, Init, Node, Param, Value, clone, replace_uses
@@ -205,14 +206,11 @@ def _quant_annotation(annots):
 
 def _site(g: Graph, n: Node, pvals: dict) -> Site | None:
     """The quantizable layer `n` is, or None."""
-    if n.op == "matmul" and len(n.inputs) == 2:
-        x, w = n.inputs
-        transposed = False
-        if w.producer is not None and w.producer.op == "transpose" and w.producer.attrs.get("perm") in ([1, 0], (1, 0)):
-            w, transposed = w.producer.inputs[0], True
-        p = pvals.get(w)
-        if p is None or w.type.rank != 2 or not is_float(w.type.dtype) or not is_float(x.type.dtype) or x.type.rank < 1:
+    if n.op == "matmul":
+        found = weight_of_matmul(n, pvals)
+        if found is None:
             return None
+        p, transposed = found
         ch = 0 if transposed else 1
         return Site(n, p, ch, (1 - ch,), 1 - ch, transposed)
     if n.op in CONVS:

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import PnetError, UsageError
+from ..ir.analysis import weight_of_matmul
 from .cleanup import drop_unused_params
 from ..ir import registry
 from ..ir.graph import Annotation, Graph, Init, Node, Param, Value, clone, replace_uses
-from ..ir.types import BYTES, DTYPES, TensorType, concrete, is_float
+from ..ir.types import BYTES, DTYPES, TensorType, concrete
 from .verify import verify
 
 ANNOTATION_KEYS = ("n", "m", "block", "density")
@@ -216,16 +217,8 @@ def _bytes(g: Graph) -> int:
 
 # ---- which layers -----------------------------------------------------------------------------------
 def _site(n: Node, pvals: dict) -> Site | None:
-    if n.op != "matmul" or len(n.inputs) != 2:
-        return None
-    x, w = n.inputs
-    transposed = False
-    if w.producer is not None and w.producer.op == "transpose" and w.producer.attrs.get("perm") in ([1, 0], (1, 0)):
-        w, transposed = w.producer.inputs[0], True
-    p = pvals.get(w)
-    if p is None or w.type.rank != 2 or not is_float(w.type.dtype) or not is_float(x.type.dtype) or x.type.rank < 1:
-        return None
-    return Site(n, p, transposed)
+    found = weight_of_matmul(n, pvals)
+    return Site(n, *found) if found is not None else None
 
 
 def _select(g: Graph, default: Options | None, strict: bool, result: SparseResult) -> list[Site]:

@@ -42,3 +42,20 @@ def small_config(path: Path) -> dict:
 def tmp_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def op_ref(op, *args, **attrs):
+    """One op's NumPy reference on arrays (attributes bound with their defaults)."""
+    from pnet.ir import registry
+    o = registry.get(op)
+    return o.ref(*args, **o.bind_attrs(attrs))
+
+
+def op_torch(op, *args, **attrs):
+    """One op's torch lowering on arrays (None for an absent optional input), as a NumPy array."""
+    import numpy as np
+    import torch
+    from pnet.ir import registry
+    o = registry.get(op)
+    ts = [torch.from_numpy(np.asarray(a, order="C")) if a is not None else None for a in args]
+    return o.torch(torch, *ts, **o.bind_attrs(attrs)).numpy()

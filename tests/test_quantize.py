@@ -17,20 +17,13 @@ from pnet.passes.quantize import compare, quantize, quantize_model
 from pnet.passes.verify import verify
 
 torch = pytest.importorskip("torch")
+from conftest import op_ref, op_torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"
 FAST = settings(max_examples=25, deadline=None)
 
 
-def _ref(op, *args, **attrs):
-    o = registry.get(op)
-    return o.ref(*args, **o.bind_attrs(attrs))
-
-
-def _torch(op, *args, **attrs):
-    o = registry.get(op)
-    ts = [torch.from_numpy(np.ascontiguousarray(a)) if a is not None else None for a in args]
-    return o.torch(torch, *ts, **o.bind_attrs(attrs)).numpy()
+_ref, _torch = op_ref, op_torch  # (tests/conftest.py)
 
 
 # ---- ops: bit-exact integer parts -----------------------------------------------------------------

@@ -13,7 +13,6 @@ from hypothesis import given, settings, strategies as st
 from pnet.backends import numpy_ref
 from pnet.dsl.compile import load_file, load_source
 from pnet.errors import PnetError, UsageError
-from pnet.ir import registry
 from pnet.ir.graph import Annotation
 from pnet.passes.fuse import plan
 from pnet.passes.manager import run_passes
@@ -21,19 +20,13 @@ from pnet.passes.sparsify import parse_spec, prune_blocks, prune_nm, sparsify, s
 from pnet.testing.tolerance import assert_outputs_close
 
 torch = pytest.importorskip("torch")
+from conftest import op_ref, op_torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"
 FAST = settings(max_examples=20, deadline=None)
 
 
-def _ref(op, *args, **attrs):
-    o = registry.get(op)
-    return o.ref(*args, **o.bind_attrs(attrs))
-
-
-def _torch(op, *args, **attrs):
-    o = registry.get(op)
-    return o.torch(torch, *[torch.from_numpy(np.ascontiguousarray(a)) for a in args], **o.bind_attrs(attrs)).numpy()
+_ref, _torch = op_ref, op_torch  # (tests/conftest.py)
 
 
 def _close(got, x, dense):
