@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import PnetError
+from ..errors import Loc, PnetError
 from .elaborate import Elaborated, Elaborator
 from .loader import Loader
 from .parser import parse
@@ -19,9 +19,10 @@ def load_source(source: str, file: str = "<string>", model: str | None = None, o
     try:
         result = el.elaborate_model(module, model, overrides)
     except RecursionError:
-        from ..errors import Loc
         raise PnetError("program nests too deeply to elaborate (an expression or call chain thousands deep)",
                         Loc(file, 1, 1)) from None
+    except OverflowError as e:  # outside any statement (a hyperparameter default): the file is the place
+        raise PnetError(f"a compile-time number is too large ({e})", Loc(file, 1, 1)) from None
     from ..passes.verify import verify
     verify(result.graph)
     return result

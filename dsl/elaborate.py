@@ -165,6 +165,8 @@ class Elaborator:
         except RecursionError:
             raise PnetError("statement nests too deeply to elaborate (an expression or call chain thousands deep)",
                             s.loc) from None
+        except OverflowError as e:  # a huge integer met a float somewhere in compile-time arithmetic
+            raise PnetError(f"a compile-time number is too large ({e})", s.loc) from None
         finally:
             frame.annotations = saved
 
