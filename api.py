@@ -102,16 +102,6 @@ def loads(source: str, model: str | None = None, **hyper) -> Model:
 
 def _model(result, overrides: dict, path) -> Model:
     """Keywords that are not hyperparameters must be dims of the inputs: they set those dims' default sizes."""
-    graph = result.graph
-    dims_in_graph = {s.name for _, v in graph.inputs for d in v.type.shape for s in d.free_symbols}
-    for k, v in overrides.items():
-        if k in result.hyper:
-            continue
-        if k not in dims_in_graph:
-            raise UsageError(f"{k}={v!r}: model '{graph.name}' has no hyperparameter or dim named '{k}' "
-                             f"(hyperparameters: {', '.join(result.hyper) or 'none'}; "
-                             f"dims: {', '.join(sorted(dims_in_graph)) or 'none'})")
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-            raise UsageError(f"{k}={v!r}: dim '{k}' needs a positive integer")
-        graph.dims[k] = int(v)
-    return Model(graph, result.hyper, path)
+    from .dsl.compile import set_dim_sizes
+    set_dim_sizes(result, overrides, lambda k, v: f"{k}={v!r}")
+    return Model(result.graph, result.hyper, path)

@@ -33,26 +33,11 @@ def _sets(pairs) -> dict:
 
 
 def _load(args):
-    from .dsl.compile import load_file
-    from .ir.types import sym
+    from .dsl.compile import load_file, set_dim_sizes
     overrides = _sets(args.set)
-    el = None
     # dims given with --set must be integers; hyperparameters are coerced by their declared type
     result = load_file(args.file, getattr(args, "model", None), overrides)
-    graph = result.graph
-    dims_in_graph = {s.name for _, v in graph.inputs for d in v.type.shape for s in d.free_symbols}
-    for k, v in overrides.items():
-        if k in result.hyper:
-            continue
-        if k not in dims_in_graph:
-            raise UsageError(f"--set {k}={v}: model '{graph.name}' has no hyperparameter or dim named '{k}' "
-                             f"(hyperparameters: {', '.join(result.hyper) or 'none'}; dims: {', '.join(sorted(dims_in_graph)) or 'none'})")
-        try:
-            graph.dims[k] = int(v)
-        except ValueError:
-            raise UsageError(f"--set {k}={v}: dim '{k}' needs a positive integer") from None
-        if graph.dims[k] <= 0:
-            raise UsageError(f"--set {k}={v}: dim '{k}' needs a positive integer")
+    set_dim_sizes(result, overrides, lambda k, v: f"--set {k}={v}", from_text=True)
     return result
 
 

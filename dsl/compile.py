@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import Loc, PnetError
+import numpy as np
+
+from ..errors import Loc, PnetError, UsageError
 from .elaborate import Elaborated, Elaborator
 from .loader import Loader
 from .parser import parse
@@ -37,3 +39,27 @@ def load_file(path: str | Path, model: str | None = None, overrides: dict | None
     except (OSError, UnicodeDecodeError) as e:
         raise PnetError(f"cannot read {path}: {e}") from None
     return load_source(source, str(path), model, overrides)
+
+
+def set_dim_sizes(result: Elaborated, overrides: dict, label, from_text: bool = False) -> None:
+    """Overrides that are not hyperparameters name the inputs' symbolic dims: each must be one and have a
+    positive integer size, recorded in `graph.dims` (the default size a run binds). `label(k, v)` words the
+    error's prefix (`--set k=v` or `k=v`); `from_text`: sizes may be written as text (the CLI's --set)."""
+    graph = result.graph
+    dims_in_graph = {s.name for _, v in graph.inputs for d in v.type.shape for s in d.free_symbols}
+    for k, v in overrides.items():
+        if k in result.hyper:
+            continue
+        if k not in dims_in_graph:
+            raise UsageError(f"{label(k, v)}: model '{graph.name}' has no hyperparameter or dim named '{k}' "
+                             f"(hyperparameters: {', '.join(result.hyper) or 'none'}; "
+                             f"dims: {', '.join(sorted(dims_in_graph)) or 'none'})")
+        size = v
+        if from_text and isinstance(v, str):
+            try:
+                size = int(v)
+            except ValueError:
+                size = None
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+            raise UsageError(f"{label(k, v)}: dim '{k}' needs a positive integer")
+        graph.dims[k] = int(size)
