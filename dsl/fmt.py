@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import ast as A
 from ..errors import PnetError
+from ..ir.types import source_literal
 from .parser import parse
 
 INDENT = "  "
@@ -32,26 +33,11 @@ def _wrap(e, ok: bool) -> str:
     return s if ok else f"({s})"
 
 
-def _lit(v) -> str:
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if v is None:
-        return "none"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    if isinstance(v, float):
-        r = repr(v)
-        return r if ("." in r or "e" in r or "inf" in r or "nan" in r) else r + ".0"
-    return str(v)
-
-
 def expr(e) -> str:
     if isinstance(e, A.Name):
         return e.id
     if isinstance(e, A.Literal):
-        return _lit(e.value)
+        return source_literal(e.value)
     if isinstance(e, A.ListLit):
         return "[" + ", ".join(expr(x) for x in e.items) + "]"
     if isinstance(e, A.EllipsisLit):
@@ -178,7 +164,7 @@ class _Printer:
         elif isinstance(s, A.ExprStmt):
             self.emit(f"{pre}{expr(s.value)}", s, ind)
         elif isinstance(s, A.Tie):
-            self.emit(f"{pre}tie {_lit(s.target)} = {_lit(s.source)}", s, ind)
+            self.emit(f"{pre}tie {source_literal(s.target)} = {source_literal(s.source)}", s, ind)
         elif isinstance(s, A.If):
             self.if_(s, ind, pre)
         elif isinstance(s, A.For):
@@ -246,7 +232,7 @@ class _Printer:
 
     def item(self, it):
         if isinstance(it, A.Import):
-            target = _lit(it.path) if it.is_file else it.path
+            target = source_literal(it.path) if it.is_file else it.path
             self.emit(f"import {target}" + (f" as {it.alias}" if it.alias else ""), it, "")
             return
         annots = "".join(annotation(a) + "\n" for a in it.annotations)

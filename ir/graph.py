@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 from ..errors import Loc
-from .types import TensorType
+from .types import TensorType, source_literal
 
 _ids = itertools.count()
 
@@ -33,22 +33,8 @@ class Annotation:
     loc: Loc | None = field(default=None, compare=False)  # where `@name` is written (for the passes' errors)
 
     def __str__(self) -> str:
-        parts = [_fmt_lit(a) for a in self.args] + [f"{k}={_fmt_lit(v)}" for k, v in self.kwargs]
+        parts = [source_literal(a) for a in self.args] + [f"{k}={source_literal(v)}" for k, v in self.kwargs]
         return f"@{self.name}" + (f"({', '.join(parts)})" if parts else "")
-
-
-def _fmt_lit(v) -> str:
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_fmt_lit(x) for x in v) + "]"
-    if v is None:
-        return "none"
-    if isinstance(v, float):
-        return repr(v)
-    return str(v)
 
 
 @dataclass(eq=False)
@@ -82,7 +68,7 @@ class Init:
     kwargs: tuple = ()
 
     def __str__(self) -> str:
-        parts = [_fmt_lit(a) for a in self.args] + [f"{k}={_fmt_lit(v)}" for k, v in self.kwargs]
+        parts = [source_literal(a) for a in self.args] + [f"{k}={source_literal(v)}" for k, v in self.kwargs]
         return f"{self.fn}({', '.join(parts)})"
 
 

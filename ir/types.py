@@ -99,6 +99,27 @@ def fmt_dim(d: Dim) -> str:
     return str(d).replace(" ", "")
 
 
+def source_literal(v) -> str:
+    """A compile-time value as .pnet source text (the formatter, annotations, the program generator):
+    true/false/none, escaped strings, floats that stay floats, lists, and dims as their expressions."""
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if v is None:
+        return "none"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, sympy.Basic):
+        return str(int(v)) if v.is_Integer else fmt_dim(v)
+    if isinstance(v, float):
+        r = repr(v)
+        return r if ("." in r or "e" in r or "inf" in r or "nan" in r) else r + ".0"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(source_literal(x) for x in v) + "]"
+    return str(v)
+
+
 def numel(shape) -> Dim:
     return reduce(operator.mul, shape, sympy.Integer(1))
 

@@ -34,7 +34,7 @@ import sympy
 from ..errors import PnetError
 from ..ir import registry
 from ..ir.registry import REQUIRED
-from ..ir.types import TensorType, dims_equal, fmt_dim, is_float, is_int, sym
+from ..ir.types import TensorType, dims_equal, is_float, is_int, source_literal, sym
 
 SYMBOLS = ("B", "T", "N", "L")         # N is also sympy's N(): a good test of the IR text parser
 MAX_NUMEL = 2048          # runtime elements of any tensor the generator creates
@@ -217,25 +217,7 @@ class Spec:
 
 
 # ---- source literals ---------------------------------------------------------------------------------------
-def lit(v) -> str:
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if v is None:
-        return "none"
-    if isinstance(v, str):
-        return '"' + v + '"'
-    if isinstance(v, sympy.Basic):
-        return str(int(v)) if v.is_Integer else fmt_dim(v)
-    if isinstance(v, float):
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        r = repr(v)
-        return r if ("." in r or "e" in r) else r + ".0"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(lit(x) for x in v) + "]"
-    return str(v)
+lit = source_literal  # (ir/types.py: the formatter's literal printer)
 
 
 def shape_src(shape) -> str:
