@@ -1874,30 +1874,33 @@ def s_embedding(g, ctx, op):
     return Call([Arg.of(table), Arg.of(idx)], {}, exact=True)
 
 
-def s_gather(g, ctx, op):
-    x = g.pick(ctx, lambda v: v.type.rank >= 1, dtype_class=None)
-    if x is None:
-        return None
+def _index_along_axis(g, ctx, x):
+    """(axis, an index input shaped like `x` but 1-4 long on that axis, valid for `x`'s size there) or None:
+    the operands gather and scatter_add share."""
     axis = g.ch.int(0, x.type.rank - 1)
     shape = list(x.type.shape)
     shape[axis] = sympy.Integer(g.ch.int(1, 4))
     idx = g.index_input(ctx, shape, g.rt(x.type.shape[axis]))
-    if idx is None:
+    return None if idx is None else (axis, idx)
+
+
+def s_gather(g, ctx, op):
+    x = g.pick(ctx, lambda v: v.type.rank >= 1, dtype_class=None)
+    found = _index_along_axis(g, ctx, x) if x is not None else None
+    if found is None:
         return None
+    axis, idx = found
     a = axis if g.ch.flag(0.7) else axis - x.type.rank
     return Call([Arg.of(x), Arg.of(idx)], {"axis": a}, exact=x.exact or not x.float)
 
 
 def s_scatter_add(g, ctx, op):
     x = g.pick(ctx, lambda v: v.type.rank >= 1 and v.type.dtype in ("f32", "i64"), dtype_class=None)
-    if x is None:
+    found = _index_along_axis(g, ctx, x) if x is not None else None
+    if found is None:
         return None
-    axis = g.ch.int(0, x.type.rank - 1)
-    shape = list(x.type.shape)
-    shape[axis] = sympy.Integer(g.ch.int(1, 4))
-    idx = g.index_input(ctx, shape, g.rt(x.type.shape[axis]))
-    if idx is None:
-        return None
+    axis, idx = found
+    shape = idx.type.shape
     src = g.pick(ctx, lambda v: v.type.dtype == x.type.dtype and len(v.type.shape) == len(shape)
                  and all(dims_equal(a, b) for a, b in zip(v.type.shape, shape)), dtype_class=None)
     if src is None:

@@ -59,3 +59,14 @@ def op_torch(op, *args, **attrs):
     o = registry.get(op)
     ts = [torch.from_numpy(np.asarray(a, order="C")) if a is not None else None for a in args]
     return o.torch(torch, *ts, **o.bind_attrs(attrs)).numpy()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: intra-op threads only add synchronisation, which spins badly on a loaded box.
+    Modules that run torch use it with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -35,13 +35,7 @@ from pnet.weights import save_params  # noqa: E402
 MAX_PARAMS = 2_000_000  # bigger default configs are skipped (stdlib files should carry a small `# test:` config)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Every tensor here is tiny: intra-op threads only add synchronisation, which spins badly on a loaded box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # (tests/conftest.py)
 
 
 def numpy_out(outputs: dict) -> dict:

@@ -16,13 +16,7 @@ from pnet.dsl.compile import load_file, load_source  # noqa: E402
 from pnet.testing.tolerance import assert_outputs_close  # noqa: E402
 from pnet.weights import load_params, save_params  # noqa: E402
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation, which spins badly on a loaded box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # (tests/conftest.py)
 
 
 # An Elman RNN that reads a sequence and must output its running sum (squashed) at every step.

@@ -81,6 +81,15 @@ def expand_torch(s, shape):
     return s
 
 
+def _check_zero_point(op: str, x: TensorType, z: TensorType | None):
+    """An optional integer zero point, laid out like a scale."""
+    if z is None:
+        return
+    if not is_int(z.dtype):
+        raise ShapeError(f"{op}: zero point must be an integer tensor, got {z}")
+    _check_scale(op, x, z, "zero point")
+
+
 # ---- quantize / dequantize / fake_quant ---------------------------------------------------------
 def _quantize_infer(types, attrs):
     x, s, z = (list(types) + [None])[:3]
@@ -88,10 +97,7 @@ def _quantize_infer(types, attrs):
     if not is_float(x.dtype) or not is_float(s.dtype):
         raise ShapeError(f"quantize: expects a float tensor and a float scale, got {x} and {s}")
     _check_scale("quantize", x, s, "scale")
-    if z is not None:
-        if not is_int(z.dtype):
-            raise ShapeError(f"quantize: zero point must be an integer tensor, got {z}")
-        _check_scale("quantize", x, z, "zero point")
+    _check_zero_point("quantize", x, z)
     return TensorType("i8", x.shape)
 
 
@@ -127,10 +133,7 @@ def _dequantize_infer(types, attrs):
     if not is_float(attrs["dtype"]):
         raise ShapeError(f"dequantize: dtype must be a float dtype, got {attrs['dtype']!r}")
     _check_scale("dequantize", q, s, "scale")
-    if z is not None:
-        if not is_int(z.dtype):
-            raise ShapeError(f"dequantize: zero point must be an integer tensor, got {z}")
-        _check_scale("dequantize", q, z, "zero point")
+    _check_zero_point("dequantize", q, z)
     return TensorType(attrs["dtype"], q.shape)
 
 
@@ -158,9 +161,8 @@ register("dequantize", "q, scale, zero_point?", attrs={"dtype": "f32"}, infer=_d
 
 
 def _fake_quant_infer(types, attrs):
-    x, s, z = (list(types) + [None])[:3]
     _quantize_infer(types, attrs)
-    return x
+    return types[0]
 
 
 def _fake_quant_np(x, scale, zero_point=None, *, bits, narrow):
