@@ -11,8 +11,6 @@ node's loc, scope and annotations. An op whose attributes a rewrite does not cov
 - global_avg_pool is a mean over the spatial axes 2.. .
 - groupnorm: reshape to [N, G, C/G * spatial], layernorm (no affine) over the last axis (the same
   biased-variance normalization), reshape back, then the per-channel affine.
-- conv1d is conv2d of height 1: expand_dims(x, 2), expand_dims(w, 2), conv2d with stride/padding/
-  dilation (1, s), (0, p), (1, d) and the same groups, squeeze(axis 2).
 - matmul with a rank-1 float operand: expand_dims to rank 2 (a: [K] -> [1, K], b: [K] -> [K, 1]),
   matmul, squeeze the added axis (numpy's rule).
 - avg_pool2d / max_pool2d with stride == kernel, no padding and spatial dims that the kernel
@@ -154,14 +152,6 @@ def _groupnorm(e: _Emitter, n: Node):
     if b is not None:
         y = e("add", [y, e.channel(b, len(shape))])
     return y
-
-
-def _conv1d(e: _Emitter, n: Node):
-    x, w, b = (list(n.inputs) + [None] * 3)[:3]
-    a = n.attrs
-    y = e("conv2d", [e("expand_dims", [x], axis=2), e("expand_dims", [w], axis=2), b],
-          stride=[1, a["stride"][0]], padding=[0, a["padding"][0]], dilation=[1, a["dilation"][0]], groups=a["groups"])
-    return e("squeeze", [y], axis=[2])
 
 
 def _matmul(e: _Emitter, n: Node):
@@ -356,7 +346,6 @@ _RULES = {
     "batchnorm": _batchnorm,
     "global_avg_pool": _global_avg_pool,
     "groupnorm": _groupnorm,
-    "conv1d": _conv1d,
     "matmul": _matmul,
     "avg_pool2d": _pool("mean"),
     "max_pool2d": _pool("max"),

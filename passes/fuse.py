@@ -271,7 +271,7 @@ class _Planner:
         if kind is not None:  # backends/triton/index_codegen.py
             self.new(kind, n)
             return
-        if n.op == "conv2d" and all(is_float(v.type.dtype) for v in n.inputs if v is not None):
+        if n.op in CONV_OPS and all(is_float(v.type.dtype) for v in n.inputs if v is not None):
             self.new("conv", n)
             return
         if n.op == "sdpa" and all(is_float(v.type.dtype) for v in n.inputs[:3]):
@@ -353,6 +353,9 @@ class _Planner:
         producer = self.kernel_of.get(base)
         return producer is None or (producer is not k and self.kernels.index(producer) < self.kernels.index(k))
 
+
+# convolutions with a Triton implicit-GEMM template (backends/triton/conv_codegen.py): spatial rank per op
+CONV_OPS = {"conv1d": 1, "conv2d": 2, "conv3d": 3, "conv_transpose2d": 2}
 
 SCATTER_OPS = {"segment_sum", "segment_mean", "segment_max", "scatter_add"}
 

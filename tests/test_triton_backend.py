@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 pytest.importorskip("triton")
 pytest.importorskip("torch")
@@ -100,6 +101,16 @@ KERNEL_CASES.update({
                   "  wv, wi = topk(h, k=2, axis=0)\n  output wv\n  output wi\n}\n", 5),
 })
 
+# convolutions (backends/triton/conv_codegen.py): one implicit-GEMM kernel each, bias and epilogue fused
+KERNEL_CASES.update({
+    "conv3d": ("model m() {\n  input x: f32[B, 3, 5, 6, 4]\n  param w: f32[4, 3, 3, 2, 3]\n  param b: f32[4]\n"
+               "  output a = relu(conv3d(x, w, b, stride=[1, 2, 1], padding=[1, 0, 1]))\n"
+               "  output c = conv3d(x, w, dilation=[2, 1, 1], padding=1)\n}\n", 2),
+    "conv_transpose2d": ("model m() {\n  input x: f32[B, 4, 5, 3]\n  param w: f32[4, 3, 3, 2]\n  param v: f32[4, 1, 2, 3]\n"
+                         "  param b: f32[3]\n  output a = gelu(conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1))\n"
+                         "  output c = conv_transpose2d(x, v, stride=[3, 1], dilation=[1, 2], groups=2) * 2.0\n}\n", 2),
+})
+
 # integer index arithmetic (offsets into a table) is a pointwise kernel, not a fallback
 KERNEL_CASES["int_arith"] = ("model m() {\n  input i: i64[B, 5]\n  input j: i32[5]\n"
                              "  output a = maximum(i * 3 + j - 1, -i)\n  output b = minimum(j * j, 7)\n}\n", 2)
@@ -122,6 +133,36 @@ def test_kernel_classes(name):
             assert k.kind == "movement", (k.kind, k.ops)
         if k.ops[0] in INDEX_KINDS:
             assert k.kind == INDEX_KINDS[k.ops[0]], (k.kind, k.ops)
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_conv_template_matches_reference_for_random_attributes(data):
+    """Every conv op the template takes, with random spatial sizes, stride, padding, dilation, groups and
+    output_padding (transposed), against the reference; bias and a ReLU epilogue fuse."""
+    op = data.draw(st.sampled_from(["conv1d", "conv2d", "conv3d", "conv_transpose2d"]))
+    nd = int(op[-2])
+    transposed = op.startswith("conv_transpose")
+    groups = data.draw(st.sampled_from([1, 2]))
+    cin, cout = groups * data.draw(st.integers(1, 3)), groups * data.draw(st.integers(1, 3))
+    kernel = [data.draw(st.integers(1, 3)) for _ in range(nd)]
+    stride = [data.draw(st.integers(1, 3)) for _ in range(nd)]
+    dilation = [data.draw(st.integers(1, 2)) for _ in range(nd)]
+    # padding that leaves an output: at most the taps' reach (forward), half of it (transposed)
+    padding = [data.draw(st.integers(0, (k - 1) * d // (2 if transposed else 1))) for k, d in zip(kernel, dilation)]
+    size = [data.draw(st.integers(max(1, (k - 1) * d + 1 - 2 * p), 6)) for k, d, p in zip(kernel, dilation, padding)]
+    attrs = f"stride={stride}, padding={padding}, dilation={dilation}, groups={groups}"
+    if transposed:
+        extra = [data.draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation)]
+        attrs += f", output_padding={extra}"
+        w_shape = [cin, cout // groups, *kernel]
+    else:
+        w_shape = [cout, cin // groups, *kernel]
+    src = (f"model m() {{\n  input x: f32[2, {cin}, {', '.join(map(str, size))}]\n  param w: f32{w_shape}\n"
+           f"  param b: f32[{cout}]\n  output y = relu({op}(x, w, b, {attrs}))\n}}\n")
+    graph = run_passes(load_source(src, "<conv>").graph)
+    compiled = check_against_reference(graph, seed=data.draw(st.integers(0, 9)))
+    assert [k.kind for k in compiled.plan.kernels] == ["conv"], src
 
 
 def test_sort_ties_nan_and_signed_zero_match_reference():

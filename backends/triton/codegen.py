@@ -13,6 +13,7 @@ from ...ir import registry
 from ...ir.graph import Graph, Node, Value
 from ...ir.types import is_float
 from ...passes.fuse import Kernel, KernelPlan, plan as make_plan
+from .conv_codegen import ConvKernels
 from .index_codegen import IndexKernels
 
 _TL = {"f64": "tl.float64", "f32": "tl.float32", "f16": "tl.float16", "bf16": "tl.bfloat16", "i64": "tl.int64",
@@ -48,7 +49,7 @@ def scalar_code(value, dtype: str) -> str:
     return str(int(value))
 
 
-class ModuleGen(IndexKernels):
+class ModuleGen(IndexKernels, ConvKernels):
     def __init__(self, graph: Graph, name: str = "forward", fuse: bool = True):
         self.graph = graph
         self.plan: KernelPlan = make_plan(graph, fuse)
@@ -539,75 +540,6 @@ class ModuleGen(IndexKernels):
         nb = " * ".join(bshape) or "1"
         self._tuned_launch(k.name, (M, N, K, nb), f"_rt.gemm_configs({M}, {N}, {K})",
                            f"(_rt.cdiv({M}, c['BM']), _rt.cdiv({N}, c['BN']), {nb})", args, lines)
-
-    def _k_conv(self, k: Kernel, names, lines, plan):
-        """conv2d as an implicit GEMM: rows are output pixels (n, oh, ow), columns output channels of
-        one group, the reduction runs over (ci, ky, kx); bias and the pointwise epilogue fuse."""
-        cv = k.nodes[0]
-        epi = k.nodes[1:]
-        x, w, b = (cv.inputs + [None])[:3]
-        a = cv.attrs
-        (sh, sw), (ph, pw), (dh, dw), groups = a["stride"], a["padding"], a["dilation"], a["groups"]
-        ops = self._operands(k, plan, nodes=epi)
-        params = ["x", "x_s0", "x_s1", "x_s2", "x_s3", "w", "w_s0", "w_s1", "w_s2", "w_s3", "bias"]
-        for i, v in enumerate(ops):
-            params += [f"in{i}"] + [f"in{i}_s{d}" for d in range(4)]
-        params += [f"out{j}" for j in range(len(k.outputs))]
-        params += ["NB", "CIN_G", "IH", "IW", "COUT_G", "OH", "OW", "KH", "KW",
-                   "HAS_BIAS: tl.constexpr", "BM: tl.constexpr", "BN: tl.constexpr", "BK: tl.constexpr"]
-        body = [
-            "    pid_m = tl.program_id(0)", "    pid_n = tl.program_id(1)", "    g = tl.program_id(2)",
-            "    rm = pid_m * BM + tl.arange(0, BM)", "    rn = pid_n * BN + tl.arange(0, BN)",
-            "    n_i = rm // (OH * OW)", "    ow_i = rm % OW", "    oh_i = (rm // OW) % OH",
-            "    co = g * COUT_G + rn", "    m_ok = rm < NB * OH * OW", "    n_ok = rn < COUT_G",
-            "    acc = tl.zeros((BM, BN), dtype=tl.float32)",
-            "    for k0 in range(0, CIN_G * KH * KW, BK):",
-            "        kk = k0 + tl.arange(0, BK)",
-            "        ci = kk // (KH * KW)", "        ky = (kk // KW) % KH", "        kx = kk % KW",
-            "        k_ok = kk < CIN_G * KH * KW",
-            f"        ih = oh_i[:, None] * {sh} - {ph} + ky[None, :] * {dh}",
-            f"        iw = ow_i[:, None] * {sw} - {pw} + kx[None, :] * {dw}",
-            "        ok = m_ok[:, None] & k_ok[None, :] & (ih >= 0) & (ih < IH) & (iw >= 0) & (iw < IW)",
-            "        at = tl.load(x + n_i[:, None] * x_s0 + (g * CIN_G + ci[None, :]) * x_s1 + ih * x_s2 + iw * x_s3, mask=ok, other=0.0)",
-            "        bt = tl.load(w + co[None, :] * w_s0 + ci[:, None] * w_s1 + ky[:, None] * w_s2 + kx[:, None] * w_s3,"
-            " mask=k_ok[:, None] & n_ok[None, :], other=0.0)",
-            '        acc += tl.dot(at.to(tl.float32), bt.to(tl.float32), input_precision="ieee")',
-            "    if HAS_BIAS:",
-            "        acc = acc + tl.load(bias + co, mask=n_ok, other=0.0).to(tl.float32)[None, :]",
-            "    mask = m_ok[:, None] & n_ok[None, :]",
-        ]
-        reg = {cv.outputs[0]: "acc"}
-        for i, v in enumerate(ops):
-            offs = f"n_i[:, None] * in{i}_s0 + co[None, :] * in{i}_s1 + oh_i[:, None] * in{i}_s2 + ow_i[:, None] * in{i}_s3"
-            reg[v] = f"e{i}"
-            body.append(f"    e{i} = {self._load(f'in{i}', offs, 'mask', v)}")
-        self._expr_chain(epi, reg, plan, body)
-        body.append("    o_offs = n_i[:, None] * (COUT_G * NUM_G * OH * OW) + co[None, :] * (OH * OW) + oh_i[:, None] * OW + ow_i[:, None]")
-        for j, v in enumerate(k.outputs):
-            body.append(f"    tl.store(out{j} + o_offs, ({reg[v]}).to(out{j}.dtype.element_ty), mask=mask)")
-        src = f"@triton.jit\ndef {k.name}({', '.join(params)}):\n" + "\n".join(body) + "\n"
-        self.kernels.append(src.replace("NUM_G", str(int(groups))))
-        for v in k.outputs:
-            self._alloc(v, names, lines)
-        xs, ws = names[x], names[w]
-        args = [xs] + [f"{xs}.stride({d})" for d in range(4)] + [ws] + [f"{ws}.stride({d})" for d in range(4)]
-        args.append(names[b] if b is not None else ws)
-        out_t = cv.outputs[0].type
-        out_shape = ", ".join(dim_code(d) for d in out_t.shape)
-        for v in ops:
-            e = f"e{self._next()}"
-            lines.append(f"    {e} = {names[v]}.expand({out_shape})")
-            args += [e] + [f"{e}.stride({d})" for d in range(4)]
-        args += [names[v] for v in k.outputs]
-        o = names[k.outputs[0]]
-        cin_g = f"{xs}.shape[1] // {int(groups)}"
-        cout_g = f"{ws}.shape[0] // {int(groups)}"
-        args += [f"{xs}.shape[0]", cin_g, f"{xs}.shape[2]", f"{xs}.shape[3]", cout_g, f"{o}.shape[2]", f"{o}.shape[3]",
-                 f"{ws}.shape[2]", f"{ws}.shape[3]", str(b is not None)]
-        rows = f"{xs}.shape[0] * {o}.shape[2] * {o}.shape[3]"
-        red = f"{cin_g} * {ws}.shape[2] * {ws}.shape[3]"
-        self._tuned_launch(k.name, (rows, cout_g, red, str(int(groups))), f"_rt.gemm_configs({rows}, {cout_g}, {red})",
-                           f"(_rt.cdiv({rows}, c['BM']), _rt.cdiv({cout_g}, c['BN']), {int(groups)})", args, lines)
 
     def _k_lookup(self, k: Kernel, names, lines, plan):
         """embedding / take along axis 0 of a 2-D table / one_hot: out[r..., c] from the id at r..."""

@@ -1,0 +1,117 @@
+"""Convolution kernels (a mixin of codegen.ModuleGen): conv1d/2d/3d and conv_transpose2d as one
+implicit-GEMM template over any number of spatial dims.
+
+Rows of the GEMM are output positions (n, o_0, ..., o_{nd-1}), columns the output channels of one
+group (the grid's third axis), and the reduction runs over (ci, t_0, ..., t_{nd-1}): input channel
+and kernel tap. No im2col buffer exists: each tile of the A operand is gathered from x by index
+arithmetic, masked where a tap falls into padding.
+
+- conv:            i_d = o_d * stride_d - pad_d + t_d * dil_d, valid when 0 <= i_d < I_d;
+                   w[co, ci, t...]
+- conv_transpose:  i_d = (o_d + pad_d - t_d * dil_d) / stride_d, valid when the numerator is >= 0,
+                   divisible by the stride, and the quotient < I_d (the gather form of the
+                   scatter the reference does); w[g * CIN_G + ci, co_in_group, t...]
+
+Bias and the pointwise epilogue (activation, residual, scale) fuse before the store.
+"""
+from __future__ import annotations
+
+from ...passes.fuse import CONV_OPS
+
+
+def _decode(var: str, sizes: list[str], body: list[str], indent="    ") -> str:
+    """Row-major decode of `var` over `sizes` (last fastest) into fresh names; returns the leading rest."""
+    body.append(f"{indent}rem_{var} = {var}")
+    for name, size in reversed(sizes):
+        body += [f"{indent}{name} = rem_{var} % {size}", f"{indent}rem_{var} = rem_{var} // {size}"]
+    return f"rem_{var}"
+
+
+class ConvKernels:
+    def _k_conv(self, k, names, lines, plan):
+        from .codegen import dim_code
+        cv, epi = k.nodes[0], k.nodes[1:]
+        transposed = cv.op.startswith("conv_transpose")
+        nd = CONV_OPS[cv.op]
+        x, w, b = (cv.inputs + [None])[:3]
+        a = cv.attrs
+        stride, pad, dil, groups = a["stride"], a["padding"], a["dilation"], int(a["groups"])
+        sp = range(nd)
+        ops = self._operands(k, plan, nodes=epi)
+        params = ["x"] + [f"x_s{d}" for d in range(nd + 2)] + ["w"] + [f"w_s{d}" for d in range(nd + 2)] + ["bias"]
+        for i, v in enumerate(ops):
+            params += [f"in{i}"] + [f"in{i}_s{d}" for d in range(nd + 2)]
+        params += [f"out{j}" for j in range(len(k.outputs))]
+        params += ["NB", "CIN_G", "COUT_G"] + [f"I{d}" for d in sp] + [f"O{d}" for d in sp] + [f"K{d}" for d in sp]
+        params += ["HAS_BIAS: tl.constexpr", "BM: tl.constexpr", "BN: tl.constexpr", "BK: tl.constexpr"]
+        opos = " * ".join(f"O{d}" for d in sp)
+        taps = " * ".join(f"K{d}" for d in sp)
+        body = ["    pid_m = tl.program_id(0)", "    pid_n = tl.program_id(1)", "    g = tl.program_id(2)",
+                "    rm = pid_m * BM + tl.arange(0, BM)", "    rn = pid_n * BN + tl.arange(0, BN)"]
+        n_rest = _decode("rm", [(f"o{d}", f"O{d}") for d in sp], body)
+        body += [f"    n_i = {n_rest}", "    co = g * COUT_G + rn",
+                 f"    m_ok = rm < NB * {opos}", "    n_ok = rn < COUT_G",
+                 "    acc = tl.zeros((BM, BN), dtype=tl.float32)",
+                 f"    for k0 in range(0, CIN_G * {taps}, BK):",
+                 "        kk = k0 + tl.arange(0, BK)"]
+        ci = _decode("kk", [(f"t{d}", f"K{d}") for d in sp], body, indent="        ")
+        body += [f"        ci = {ci}", f"        k_ok = kk < CIN_G * {taps}"]
+        valid = ["m_ok[:, None]", "k_ok[None, :]"]
+        for d in sp:
+            s, p, dl = int(stride[d]), int(pad[d]), int(dil[d])
+            if not transposed:
+                body.append(f"        i{d} = o{d}[:, None] * {s} - {p} + t{d}[None, :] * {dl}")
+                valid.append(f"(i{d} >= 0) & (i{d} < I{d})")
+                continue
+            body.append(f"        q{d} = o{d}[:, None] + {p} - t{d}[None, :] * {dl}")
+            valid.append(f"(q{d} >= 0)")
+            if s == 1:
+                body.append(f"        i{d} = q{d}")
+            else:  # divide only non-negative numerators: integer // and % of negatives differ by language
+                body.append(f"        i{d} = tl.maximum(q{d}, 0) // {s}")
+                valid.append(f"(tl.maximum(q{d}, 0) % {s} == 0)")
+            valid.append(f"(i{d} < I{d})")
+        body.append(f"        ok = {' & '.join(valid)}")
+        x_pos = " + ".join(f"i{d} * x_s{d + 2}" for d in sp)
+        body.append(f"        at = tl.load(x + n_i[:, None] * x_s0 + (g * CIN_G + ci[None, :]) * x_s1 + {x_pos}, mask=ok, other=0.0)")
+        w_taps = " + ".join(f"t{d}[:, None] * w_s{d + 2}" for d in sp)
+        w_chan = ("(g * CIN_G + ci[:, None]) * w_s0 + rn[None, :] * w_s1" if transposed
+                  else "co[None, :] * w_s0 + ci[:, None] * w_s1")
+        body += [f"        bt = tl.load(w + {w_chan} + {w_taps}, mask=k_ok[:, None] & n_ok[None, :], other=0.0)",
+                 '        acc += tl.dot(at.to(tl.float32), bt.to(tl.float32), input_precision="ieee")',
+                 "    if HAS_BIAS:",
+                 "        acc = acc + tl.load(bias + co, mask=n_ok, other=0.0).to(tl.float32)[None, :]",
+                 "    mask = m_ok[:, None] & n_ok[None, :]"]
+        reg = {cv.outputs[0]: "acc"}
+        for i, v in enumerate(ops):
+            offs = " + ".join([f"n_i[:, None] * in{i}_s0", f"co[None, :] * in{i}_s1"]
+                              + [f"o{d}[:, None] * in{i}_s{d + 2}" for d in sp])
+            reg[v] = f"e{i}"
+            body.append(f"    e{i} = {self._load(f'in{i}', offs, 'mask', v)}")
+        self._expr_chain(epi, reg, plan, body)
+        # the output is contiguous [N, C_out, *O]: a row's spatial offset is rm % prod(O)
+        body.append(f"    o_offs = n_i[:, None] * (COUT_G * {groups} * {opos}) + co[None, :] * ({opos}) + (rm % ({opos}))[:, None]")
+        for j, v in enumerate(k.outputs):
+            body.append(f"    tl.store(out{j} + o_offs, ({reg[v]}).to(out{j}.dtype.element_ty), mask=mask)")
+        self.kernels.append(f"@triton.jit\ndef {k.name}({', '.join(params)}):\n" + "\n".join(body) + "\n")
+        # launcher
+        for v in k.outputs:
+            self._alloc(v, names, lines)
+        xs, ws = names[x], names[w]
+        args = [xs] + [f"{xs}.stride({d})" for d in range(nd + 2)] + [ws] + [f"{ws}.stride({d})" for d in range(nd + 2)]
+        args.append(names[b] if b is not None else ws)
+        out_shape = ", ".join(dim_code(d) for d in cv.outputs[0].type.shape)
+        for v in ops:
+            e = f"e{self._next()}"
+            lines.append(f"    {e} = {names[v]}.expand({out_shape})")
+            args += [e] + [f"{e}.stride({d})" for d in range(nd + 2)]
+        args += [names[v] for v in k.outputs]
+        o = names[k.outputs[0]]
+        cin_g = f"{xs}.shape[1] // {groups}"
+        cout_g = f"{ws}.shape[1]" if transposed else f"{ws}.shape[0] // {groups}"
+        args += [f"{xs}.shape[0]", cin_g, cout_g] + [f"{xs}.shape[{d + 2}]" for d in sp]
+        args += [f"{o}.shape[{d + 2}]" for d in sp] + [f"{ws}.shape[{d + 2}]" for d in sp] + [str(b is not None)]
+        rows = " * ".join([f"{xs}.shape[0]"] + [f"{o}.shape[{d + 2}]" for d in sp])
+        red = " * ".join([cin_g] + [f"{ws}.shape[{d + 2}]" for d in sp])
+        self._tuned_launch(k.name, (rows, cout_g, red, str(groups)), f"_rt.gemm_configs({rows}, {cout_g}, {red})",
+                           f"(_rt.cdiv({rows}, c['BM']), _rt.cdiv({cout_g}, c['BN']), {groups})", args, lines)
