@@ -17,6 +17,9 @@ node's loc, scope and annotations. An op whose attributes a rewrite does not cov
   provably divides: reshape [N, C, H/kh, kh, W/kw, kw] and mean / max over axes (3, 5). Other
   windows (numeric output size, at most 25 taps): pad (zeros for avg, replicated edges for max),
   then the max / mean of the kh * kw strided slices (views) in one pointwise kernel.
+- dynamic_scale: abs -> max (or mean) over the axes with keepdims -> / qmax -> where(s > 0, s, 1).
+- quantize / dequantize / fake_quant with group-wise (block) scales: each blocked axis D is reshaped to
+  [S, D/S] and the scale gets a 1 there, so it broadcasts like any operand.
 - prod over axes of numeric size (at most 16 elements per product): the mul chain of the slices.
 - einsum (float operands of one dtype, no repeated index within an operand, equal index sizes):
   operands are contracted pairwise, opt_einsum/TorchInductor style (greedy: the pair with the
@@ -342,7 +345,56 @@ def _contract2(e: _Emitter, a: Value, sa: str, b: Value, sb: str, keep: set):
     return y, "".join(batch + left + right)
 
 
+def _dynamic_scale(e: _Emitter, n: Node):
+    """absmax: max|x| over the axes / qmax; absmean: mean|x|; a zero scale becomes 1 (ir/ops/quant.py):
+    a reduction kernel and a pointwise one (the division is correctly rounded, as in the reference)."""
+    from ..ir.ops.common import norm_axes
+    from ..ir.ops.quant import qrange
+    x = n.inputs[0]
+    a = n.attrs
+    axes = norm_axes(a["axis"], x.type.rank)
+    if not axes:
+        return None
+    dtype = x.type.dtype
+    mag = e("abs", [x])
+    if a["method"] == "absmean":
+        s = e("mean", [mag], axis=list(axes), keepdims=True)
+    else:
+        s = e("div", [e("max", [mag], axis=list(axes), keepdims=True), e.const(float(qrange(a["bits"])[1]), dtype)])
+    return e("where", [e("gt", [s, e.const(0.0, dtype)]), s, e.const(1.0, dtype)])
+
+
+def _block_scaled(e: _Emitter, n: Node):
+    """quantize / dequantize / fake_quant with group-wise scales (a scale dim S that is a proper divisor of
+    the tensor's dim D covers blocks of D/S): split each such axis into [S, D/S] and give the scale a
+    1 there, so the scale broadcasts like any operand (reshapes of contiguous values are views)."""
+    x, scale, zp = (list(n.inputs) + [None] * 3)[:3]
+    shape, rank = list(x.type.shape), x.type.rank
+    lead = [sympy.Integer(1)] * (rank - scale.type.rank)
+    sshape = lead + list(scale.type.shape)
+    blocks = {d for d in range(rank) if sshape[d] != 1 and not dims_equal(sshape[d], shape[d])}
+    if not blocks or (zp is not None and list(zp.type.shape) != list(scale.type.shape)):
+        return None
+    split, ssplit = [], []
+    for d in range(rank):
+        if d in blocks:
+            split += [sshape[d], sympy.simplify(shape[d] / sshape[d])]
+            ssplit += [sshape[d], 1]
+        else:
+            split.append(shape[d])
+            ssplit.append(sshape[d])
+    operands = [e("reshape", [x], shape=split), e("reshape", [scale], shape=ssplit)]
+    if zp is not None:
+        operands.append(e("reshape", [zp], shape=ssplit))
+    y = e(n.op, operands, **n.attrs)
+    return e("reshape", [y], shape=shape)
+
+
 _RULES = {
+    "dynamic_scale": _dynamic_scale,
+    "quantize": _block_scaled,
+    "dequantize": _block_scaled,
+    "fake_quant": _block_scaled,
     "batchnorm": _batchnorm,
     "global_avg_pool": _global_avg_pool,
     "groupnorm": _groupnorm,

@@ -29,7 +29,7 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.types import BYTES, DTYPES, is_float, numel
 
 VIEW_OPS = {"transpose", "expand_dims", "squeeze", "broadcast_to", "slice", "reshape"}
-MOVE_OPS = {"flip", "roll", "repeat", "tile", "pad", "concat", "reshape"}  # copies: "movement" kernels
+MOVE_OPS = {"flip", "roll", "repeat", "tile", "pad", "concat", "reshape", "unpack_int4"}  # copies: "movement" kernels
 REDUCE_OPS = {"sum", "mean", "max", "min", "logsumexp", "var", "std", "argmax", "argmin"}
 ROW_OPS = {"softmax", "log_softmax", "layernorm", "rmsnorm"}
 
@@ -132,8 +132,23 @@ def pointwise_ok(n: Node) -> bool:
     opdef = registry.get(n.op)
     if opdef.kind != "elementwise" or opdef.triton is None:
         return False
-    out = n.outputs[0].type.dtype
-    return is_float(out) or out == "bool" or n.op == "cast" or (n.op in INT_POINTWISE and out in ("i32", "i64"))
+    out_t = n.outputs[0].type
+    if not all(v is None or broadcasts_to(v.type.shape, out_t.shape) for v in n.inputs):
+        return False  # a group-wise (block) scale is not a broadcast: passes/decompose.py reshapes it first
+    if n.op in QUANT_POINTWISE:
+        # bit-exact rounding needs the reference's division: an f32 value by an f32 scale
+        return all(v.type.dtype == "f32" for v in n.inputs[:2])
+    out = out_t.dtype
+    return is_float(out) or out == "bool" or n.op in ("cast", "sign_quant") or (n.op in INT_POINTWISE and out in ("i32", "i64"))
+
+
+def broadcasts_to(shape, out_shape) -> bool:
+    """numpy's right-aligned broadcast: every dim 1 or equal to the output's."""
+    return len(shape) <= len(out_shape) and all(d == 1 or d == o for d, o in zip(reversed(shape), reversed(out_shape)))
+
+
+# quantize / fake_quant round in the kernel exactly as the reference does (prelude._quantize)
+QUANT_POINTWISE = {"quantize", "fake_quant"}
 
 
 # integer arithmetic that wraps the same in a kernel as in NumPy (index math: offsets, strides, counts)
@@ -246,7 +261,9 @@ class _Planner:
                 return
             self.new("pointwise", n)
             return
-        if n.op == "matmul" and all(v.type.rank >= 2 for v in n.inputs) and all(is_float(v.type.dtype) for v in n.inputs):
+        if (n.op == "matmul" and all(is_float(v.type.dtype) for v in n.inputs)
+                or n.op == "qmatmul" and all(v.type.dtype == "i8" for v in n.inputs)) \
+                and all(v.type.rank >= 2 for v in n.inputs):
             sibling = self._matmul_sibling(n) if self.fuse else None
             if sibling is not None:  # same A operand: one kernel loads A once for every product
                 sibling.nodes.append(n)
@@ -271,7 +288,8 @@ class _Planner:
         if kind is not None:  # backends/triton/index_codegen.py
             self.new(kind, n)
             return
-        if n.op in CONV_OPS and all(is_float(v.type.dtype) for v in n.inputs if v is not None):
+        operands = [v.type.dtype for v in n.inputs if v is not None]
+        if n.op in CONV_OPS and all(is_float(d) for d in operands) or n.op.startswith("qconv") and set(operands) == {"i8"}:
             self.new("conv", n)
             return
         if n.op == "sdpa" and all(is_float(v.type.dtype) for v in n.inputs[:3]):
@@ -355,7 +373,8 @@ class _Planner:
 
 
 # convolutions with a Triton implicit-GEMM template (backends/triton/conv_codegen.py): spatial rank per op
-CONV_OPS = {"conv1d": 1, "conv2d": 2, "conv3d": 3, "conv_transpose2d": 2}
+# (the qconv ops on int8 operands accumulate exactly in int32)
+CONV_OPS = {"conv1d": 1, "conv2d": 2, "conv3d": 3, "conv_transpose2d": 2, "qconv1d": 1, "qconv2d": 2, "qconv3d": 3}
 
 SCATTER_OPS = {"segment_sum", "segment_mean", "segment_max", "scatter_add"}
 

@@ -61,6 +61,25 @@ def op_torch(op, *args, **attrs):
     return o.torch(torch, *ts, **o.bind_attrs(attrs)).numpy()
 
 
+def op_triton(op, *args, **attrs):
+    """One op compiled by the Triton backend (under the interpreter) on arrays: a one-op model whose inputs
+    are the arrays (None for an absent optional input), returning its plan's kernel kinds and the result."""
+    from pnet.backends import triton as triton_backend
+    from pnet.dsl.compile import load_source
+    from pnet.ir.types import NP_NAMES, source_literal
+    decls, names = [], []
+    for i, a in enumerate(args):
+        if a is None:  # only trailing optional inputs may be absent
+            continue
+        decls.append(f"  input a{i}: {NP_NAMES[a.dtype]}[{', '.join(map(str, a.shape))}]")
+        names.append(f"a{i}")
+    call = ", ".join(names + [f"{k}={source_literal(v)}" for k, v in attrs.items()])
+    src = "model m() {\n" + "\n".join(decls) + f"\n  output y = {op}({call})\n}}\n"
+    compiled = triton_backend.compile(load_source(src, f"<{op}>").graph)
+    out = compiled.run({f"a{i}": a for i, a in enumerate(args) if a is not None}, {})
+    return [k.kind for k in compiled.plan.kernels], out["y"]
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny tensors: intra-op threads only add synchronisation, which spins badly on a loaded box.

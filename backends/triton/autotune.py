@@ -20,19 +20,19 @@ _memory: dict[str, dict] = {}
 _lock = threading.Lock()
 
 
-def gemm_configs(m: int, n: int, k: int) -> list[dict]:
+def gemm_configs(m: int, n: int, k: int, min_bk: int = 16) -> list[dict]:
     """Candidate tiles for a tl.dot template over an [m, k] x [k, n] problem: the first is the fixed config
     the interpreter uses (one large tile: it pays per program instance); the others are the usual GPU
     space (TorchInductor's and the Triton tutorial's shapes), clipped to the problem so tiny GEMMs do not
-    waste a 128-wide tile on 8 rows."""
+    waste a 128-wide tile on 8 rows. `min_bk`: 32 for int8 operands (the smallest int8 MMA K step)."""
     from .runtime import dot_block, next_pow2
-    fixed = {"BM": dot_block(m), "BN": dot_block(n), "BK": dot_block(k, 32), "num_warps": 4, "num_stages": 2}
+    fixed = {"BM": dot_block(m), "BN": dot_block(n), "BK": max(min_bk, dot_block(k, 32)), "num_warps": 4, "num_stages": 2}
     space = [(128, 128, 32, 8, 3), (128, 64, 32, 4, 4), (64, 128, 32, 4, 4), (64, 64, 32, 4, 4),
              (128, 256, 64, 8, 3), (64, 32, 32, 2, 5), (32, 64, 32, 2, 5), (32, 32, 64, 2, 4)]
     out, seen = [fixed], {tuple(fixed.values())}
     for bm, bn, bk, warps, stages in space:
         cfg = {"BM": max(16, min(bm, next_pow2(m))), "BN": max(16, min(bn, next_pow2(n))),
-               "BK": max(16, min(bk, next_pow2(k))), "num_warps": warps, "num_stages": stages}
+               "BK": max(min_bk, min(bk, next_pow2(k))), "num_warps": warps, "num_stages": stages}
         key = tuple(cfg.values())
         if key not in seen:
             seen.add(key)

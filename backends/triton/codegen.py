@@ -74,7 +74,7 @@ class ModuleGen(IndexKernels, ConvKernels):
             "from pnet.backends.triton import runtime as _rt",
             "from pnet.backends.triton import index_codegen as _ix",
             "from pnet.backends.triton import sparse_kernels as _sparse",
-            "from pnet.backends.triton.prelude import _erf, _gelu, _gelu_tanh, _pow, _round_even, _sign, _softplus, _tanh",
+            "from pnet.backends.triton.prelude import _erf, _gelu, _gelu_tanh, _pow, _quantize, _round_even, _sign, _softplus, _tanh",
             "",
         ]
         return "\n".join(head + self.kernels + self.helpers + [body]) + "\n"
@@ -306,6 +306,10 @@ class ModuleGen(IndexKernels, ConvKernels):
                 body.append(f"    ok{i} = mask & (c{ax} >= lo{i}) & (c{ax} < hi{i})")
                 v_i = load(i, [(f"c{ax} - lo{i}" if d == ax else c[d]) for d in range(rank)], f"ok{i}")
                 body.append(f"    y = {v_i}" if i == 0 else f"    y = tl.where(ok{i}, {v_i}, y)")
+        elif op == "unpack_int4":  # two signed nibbles per byte along the axis, low nibble first
+            ax = a["axis"] % rank
+            body.append(f"    b = {load(0, [(f'c{d} // 2' if d == ax else c[d]) for d in range(rank)])}.to(tl.int32)")
+            body += [f"    nib = (b >> (4 * (c{ax} % 2))) & 15", "    y = tl.where(nib >= 8, nib - 16, nib)"]
         elif op == "reshape":  # the output is contiguous: its flat offset, row-major over the source's shape
             r = srcs[0].type.rank
             body.append("    rem = offs")
@@ -407,7 +411,9 @@ class ModuleGen(IndexKernels, ConvKernels):
             opdef = registry.get(n.op)
             args = []
             for v in n.inputs:
-                if v in reg:
+                if v is None:  # an absent optional operand (a zero point)
+                    args.append(None)
+                elif v in reg:
                     args.append(reg[v])
                 elif v in plan.scalars:
                     args.append(scalar_code(plan.scalars[v], v.type.dtype))
@@ -480,8 +486,8 @@ class ModuleGen(IndexKernels, ConvKernels):
     def _k_matmul(self, k: Kernel, names, lines, plan):
         """C_j = A @ B_j for every product sharing A (loaded once per tile), then the pointwise
         epilogue over [*batch, M, N] (bias, activation, residual, scale)."""
-        mms = [n for n in k.nodes if n.op == "matmul"]
-        epi = [n for n in k.nodes if n.op != "matmul"]
+        mms = [n for n in k.nodes if n.op in ("matmul", "qmatmul")]
+        epi = [n for n in k.nodes if n not in mms]
         a_v = mms[0].inputs[0]
         bs = [n.inputs[1] for n in mms]
         out_t = mms[0].outputs[0].type
@@ -501,12 +507,16 @@ class ModuleGen(IndexKernels, ConvKernels):
         def base(nm):
             return " + ".join([nm] + [f"cb{i} * {nm}_sb{i}" for i in range(batch)])
         body += ["    rm = pid_m * BM + tl.arange(0, BM)", "    rn = pid_n * BN + tl.arange(0, BN)", "    rk = tl.arange(0, BK)"]
-        body += [f"    acc{j} = tl.zeros((BM, BN), dtype=tl.float32)" for j in range(len(bs))]
+        # qmatmul: int8 tiles, exact int32 accumulation (the dequantize epilogue follows); else f32
+        integer = mms[0].op == "qmatmul"
+        acc_t, cvt, zero = ("tl.int32", "", "0") if integer else ("tl.float32", ".to(tl.float32)", "0.0")
+        dot = "out_dtype=tl.int32" if integer else 'input_precision="ieee"'
+        body += [f"    acc{j} = tl.zeros((BM, BN), dtype={acc_t})" for j in range(len(bs))]
         body += ["    for k0 in range(0, K, BK):", "        kk = k0 + rk",
-                 f"        at = tl.load({base('a')} + rm[:, None] * a_sm + kk[None, :] * a_sk, mask=(rm[:, None] < M) & (kk[None, :] < K), other=0.0).to(tl.float32)"]
+                 f"        at = tl.load({base('a')} + rm[:, None] * a_sm + kk[None, :] * a_sk, mask=(rm[:, None] < M) & (kk[None, :] < K), other={zero}){cvt}"]
         for j in range(len(bs)):
-            body += [f"        bt = tl.load({base(f'b{j}')} + kk[:, None] * b{j}_sk + rn[None, :] * b{j}_sn, mask=(kk[:, None] < K) & (rn[None, :] < N), other=0.0)",
-                     f'        acc{j} += tl.dot(at, bt.to(tl.float32), input_precision="ieee")']
+            body += [f"        bt = tl.load({base(f'b{j}')} + kk[:, None] * b{j}_sk + rn[None, :] * b{j}_sn, mask=(kk[:, None] < K) & (rn[None, :] < N), other={zero})",
+                     f'        acc{j} += tl.dot(at, bt{cvt}, {dot})']
         body.append("    mask = (rm[:, None] < M) & (rn[None, :] < N)")
         reg = {n.outputs[0]: f"acc{j}" for j, n in enumerate(mms)}
         for i, v in enumerate(ops):
@@ -538,7 +548,7 @@ class ModuleGen(IndexKernels, ConvKernels):
         M, N, K = dim_code(a_v.type.shape[-2]), dim_code(bs[0].type.shape[-1]), dim_code(a_v.type.shape[-1])
         args += [M, N, K] + bshape
         nb = " * ".join(bshape) or "1"
-        self._tuned_launch(k.name, (M, N, K, nb), f"_rt.gemm_configs({M}, {N}, {K})",
+        self._tuned_launch(k.name, (M, N, K, nb), f"_rt.gemm_configs({M}, {N}, {K}{', min_bk=32' if integer else ''})",
                            f"(_rt.cdiv({M}, c['BM']), _rt.cdiv({N}, c['BN']), {nb})", args, lines)
 
     def _k_lookup(self, k: Kernel, names, lines, plan):
@@ -616,10 +626,9 @@ class ModuleGen(IndexKernels, ConvKernels):
             body.append("    r = tl.sum(v, axis=0)")
         elif op == "mean":
             body.append("    r = tl.sum(v, axis=0) / NCOL")
-        elif op == "max":
-            body.append("    r = tl.max(v, axis=0)")
-        elif op == "min":
-            body.append("    r = tl.min(v, axis=0)")
+        elif op in ("max", "min"):  # NaN propagates, as in NumPy (tl.max/tl.min skip it)
+            body += [f"    r = tl.{op}(v, axis=0)", "    nan = tl.max(tl.where(v != v, 1, 0), axis=0)",
+                     '    r = tl.where(nan > 0, float("nan"), r)']
         elif op == "argmax":
             body.append("    r = tl.argmax(v, axis=0)")
         elif op == "argmin":

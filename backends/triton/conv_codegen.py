@@ -1,5 +1,5 @@
-"""Convolution kernels (a mixin of codegen.ModuleGen): conv1d/2d/3d and conv_transpose2d as one
-implicit-GEMM template over any number of spatial dims.
+"""Convolution kernels (a mixin of codegen.ModuleGen): conv1d/2d/3d, conv_transpose2d and the int8
+qconv1d/2d/3d as one implicit-GEMM template over any number of spatial dims.
 
 Rows of the GEMM are output positions (n, o_0, ..., o_{nd-1}), columns the output channels of one
 group (the grid's third axis), and the reduction runs over (ci, t_0, ..., t_{nd-1}): input channel
@@ -32,6 +32,7 @@ class ConvKernels:
         from .codegen import dim_code
         cv, epi = k.nodes[0], k.nodes[1:]
         transposed = cv.op.startswith("conv_transpose")
+        integer = cv.op.startswith("qconv")  # int8 operands, exact int32 accumulation
         nd = CONV_OPS[cv.op]
         x, w, b = (cv.inputs + [None])[:3]
         a = cv.attrs
@@ -51,7 +52,7 @@ class ConvKernels:
         n_rest = _decode("rm", [(f"o{d}", f"O{d}") for d in sp], body)
         body += [f"    n_i = {n_rest}", "    co = g * COUT_G + rn",
                  f"    m_ok = rm < NB * {opos}", "    n_ok = rn < COUT_G",
-                 "    acc = tl.zeros((BM, BN), dtype=tl.float32)",
+                 f"    acc = tl.zeros((BM, BN), dtype={'tl.int32' if integer else 'tl.float32'})",
                  f"    for k0 in range(0, CIN_G * {taps}, BK):",
                  "        kk = k0 + tl.arange(0, BK)"]
         ci = _decode("kk", [(f"t{d}", f"K{d}") for d in sp], body, indent="        ")
@@ -73,11 +74,12 @@ class ConvKernels:
             valid.append(f"(i{d} < I{d})")
         body.append(f"        ok = {' & '.join(valid)}")
         x_pos = " + ".join(f"i{d} * x_s{d + 2}" for d in sp)
-        body.append(f"        at = tl.load(x + n_i[:, None] * x_s0 + (g * CIN_G + ci[None, :]) * x_s1 + {x_pos}, mask=ok, other=0.0)")
+        body.append(f"        at = tl.load(x + n_i[:, None] * x_s0 + (g * CIN_G + ci[None, :]) * x_s1 + {x_pos}, mask=ok, other={'0' if integer else '0.0'})")
         w_taps = " + ".join(f"t{d}[:, None] * w_s{d + 2}" for d in sp)
         w_chan = ("(g * CIN_G + ci[:, None]) * w_s0 + rn[None, :] * w_s1" if transposed
                   else "co[None, :] * w_s0 + ci[:, None] * w_s1")
-        body += [f"        bt = tl.load(w + {w_chan} + {w_taps}, mask=k_ok[:, None] & n_ok[None, :], other=0.0)",
+        body += [f"        bt = tl.load(w + {w_chan} + {w_taps}, mask=k_ok[:, None] & n_ok[None, :], other={'0' if integer else '0.0'})",
+                 "        acc += tl.dot(at, bt, out_dtype=tl.int32)" if integer else
                  '        acc += tl.dot(at.to(tl.float32), bt.to(tl.float32), input_precision="ieee")',
                  "    if HAS_BIAS:",
                  "        acc = acc + tl.load(bias + co, mask=n_ok, other=0.0).to(tl.float32)[None, :]",
@@ -113,5 +115,5 @@ class ConvKernels:
         args += [f"{o}.shape[{d + 2}]" for d in sp] + [f"{ws}.shape[{d + 2}]" for d in sp] + [str(b is not None)]
         rows = " * ".join([f"{xs}.shape[0]"] + [f"{o}.shape[{d + 2}]" for d in sp])
         red = " * ".join([cin_g] + [f"{ws}.shape[{d + 2}]" for d in sp])
-        self._tuned_launch(k.name, (rows, cout_g, red, str(groups)), f"_rt.gemm_configs({rows}, {cout_g}, {red})",
+        self._tuned_launch(k.name, (rows, cout_g, red, str(groups)), f"_rt.gemm_configs({rows}, {cout_g}, {red}{', min_bk=32' if integer else ''})",
                            f"(_rt.cdiv({rows}, c['BM']), _rt.cdiv({cout_g}, c['BN']), {groups})", args, lines)

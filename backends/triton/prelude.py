@@ -48,10 +48,20 @@ def _sign(x):
 
 @triton.jit
 def _round_even(x):
-    r = tl.floor(x + 0.5)
-    tie = (r - x) == 0.5
+    # round half to even, exactly: x - floor(x) is exact in float (Sterbenz), unlike floor(x + 0.5),
+    # which rounds 0.49999997 + 0.5 up to 1.0
+    r = tl.floor(x)
+    d = x - r
     odd = (r - 2.0 * tl.floor(r * 0.5)) != 0.0
-    return tl.where(tie & odd, r - 1.0, r)
+    return tl.where((d > 0.5) | ((d == 0.5) & odd), r + 1.0, r)
+
+
+@triton.jit
+def _quantize(x, s, z, lo, hi):
+    # ir/ops/quant.py's rule: one correctly rounded division (div_rn: a plain `/` may be approximate on a
+    # GPU), round half to even, + zero point, saturate; NaN -> 0. The integer value is held as a float.
+    v = _round_even(tl.div_rn(x, s)) + z
+    return tl.where(v != v, 0.0, tl.minimum(tl.maximum(v, lo), hi))
 
 
 @triton.jit

@@ -61,7 +61,7 @@ _binary("add", np.add, lambda T, a, b: a + b, lambda a, b: f"({a} + {b})")
 _binary("sub", np.subtract, lambda T, a, b: a - b, lambda a, b: f"({a} - {b})")
 _binary("mul", np.multiply, lambda T, a, b: a * b, lambda a, b: f"({a} * {b})")
 _binary("div", _int_div, lambda T, a, b: T.div(a, b, rounding_mode="floor") if not a.is_floating_point() and not b.is_floating_point() else a / b,
-        lambda a, b: f"({a} / {b})")
+        lambda a, b: f"tl.div_rn(({a}) * 1.0, ({b}) * 1.0)")  # correctly rounded, as in NumPy (a GPU's `/` may not be)
 _binary("pow", np.power, lambda T, a, b: T.pow(a, b), lambda a, b: f"_pow({a}, {b})")
 _binary("maximum", np.maximum, lambda T, a, b: T.maximum(a, b), lambda a, b: f"tl.maximum({a}, {b})")
 _binary("minimum", np.minimum, lambda T, a, b: T.minimum(a, b), lambda a, b: f"tl.minimum({a}, {b})")

@@ -121,7 +121,8 @@ def _quantize_torch(T, x, scale, zero_point=None, *, bits, narrow):
 
 register("quantize", "x, scale, zero_point?", attrs={"bits": 8, "narrow": False}, infer=_quantize_infer,
          ref=lambda x, scale, zero_point=None, *, bits, narrow: _quantize_np(x, scale, zero_point, bits, narrow),
-         torch=_quantize_torch,
+         torch=_quantize_torch, triton=lambda x, scale, zero_point=None, *, bits, narrow:
+         f"_quantize({x}, {scale}, {zero_point or 0.0}, {qrange(bits, narrow)[0]}.0, {qrange(bits, narrow)[1]}.0)",
          doc="q = saturate(round_half_even(x / scale) + zero_point) to [qmin, qmax] of `bits` (narrow: qmin = -qmax); "
              "NaN -> 0; i8 result; scale/zero_point broadcast, or cover blocks (group-wise)")
 
@@ -156,6 +157,7 @@ def _dequantize_torch(T, q, scale, zero_point=None, *, dtype):
 
 register("dequantize", "q, scale, zero_point?", attrs={"dtype": "f32"}, infer=_dequantize_infer,
          ref=_dequantize_np, torch=_dequantize_torch,
+         triton=lambda q, scale, zero_point=None, *, dtype: f"(({q}) * 1.0 - ({zero_point or 0}) * 1.0) * ({scale})",
          doc="x = (q - zero_point) * scale in `dtype` (the integer difference is exact in int64, then one "
              "conversion and one multiply); scale/zero_point broadcast or cover blocks like quantize's")
 
@@ -192,7 +194,9 @@ def _fake_quant_torch(T, x, scale, zero_point=None, *, bits, narrow):
 
 
 register("fake_quant", "x, scale, zero_point?", attrs={"bits": 8, "narrow": False}, infer=_fake_quant_infer,
-         ref=_fake_quant_np, torch=_fake_quant_torch,
+         ref=_fake_quant_np, torch=_fake_quant_torch, triton=lambda x, scale, zero_point=None, *, bits, narrow:
+         f"((_quantize({x}, {scale}, {zero_point or 0.0}, {qrange(bits, narrow)[0]}.0, {qrange(bits, narrow)[1]}.0)"
+         f" - ({zero_point or 0}) * 1.0) * ({scale}))",
          doc="dequantize(quantize(x)) in x's float dtype (quantization-aware training); the torch lowering's "
              "gradient is straight-through inside the representable range and zero where x saturates")
 
@@ -257,7 +261,7 @@ def _sign_quant_infer(types, attrs):
 
 register("sign_quant", "x", infer=_sign_quant_infer,
          ref=lambda x: np.where(x >= 0, 1, -1).astype(np.int8),
-         torch=lambda T, x: T.where(x >= 0, 1, -1).to(T.int8),
+         torch=lambda T, x: T.where(x >= 0, 1, -1).to(T.int8), triton=lambda x: f"tl.where({x} >= 0, 1.0, -1.0)",
          doc="binary activation: +1 where x >= 0, else -1 (NaN -> -1), as i8")
 
 
