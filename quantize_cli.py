@@ -16,7 +16,9 @@ def add_options(sp, scheme_flag: bool = True) -> None:
         sp.add_argument("--quantize", metavar="SCHEME", default=None,
                         help="quantize the model first: w8a8, w8, w4, binary, ternary, or 'annotations' "
                              "(only the @quantize-annotated layers)")
-    sp.add_argument("--calib", metavar="NPZ", help="calibration inputs (.npz by input name) for static activation scales")
+    sp.add_argument("--calib", metavar="NPZ", help="calibration inputs (.npz by input name): static activation scales, "
+                                                   "and GPTQ rounding of w8/w4 weights")
+    sp.add_argument("--no-gptq", action="store_true", help="with --calib, round weights to nearest instead of GPTQ")
     sp.add_argument("--group-size", type=int, default=128, help="group size of w8/w4 weight scales (default 128)")
     sp.add_argument("--act", default="auto", choices=["auto", "static", "dynamic"],
                     help="w8a8 activation scales: static (calibrated; default with --calib) or dynamic per token")
@@ -42,7 +44,8 @@ def apply(args, graph, params: dict, scheme=None):
     if scheme == "annotations":
         scheme = None
     r = quantize_model(graph, params, scheme, calib, group_size=args.group_size, act=args.act,
-                       observer=args.observer, percentile=args.percentile, fake=args.fake)
+                       observer=args.observer, percentile=args.percentile, fake=args.fake,
+                       gptq_rounding=not getattr(args, "no_gptq", False))
     return r.graph, r.params, r
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import sympy
 
 from . import registry
-from .graph import Graph
-from .types import BYTES, numel, sym
+from .graph import Graph, Node
+from .types import BYTES, is_float, numel, sym
 
 
 def flops(graph: Graph) -> sympy.Expr:
@@ -46,3 +46,11 @@ def weight_of_matmul(n, pvals: dict):
     if p is None or w.type.rank != 2 or not is_float(w.type.dtype) or not is_float(x.type.dtype) or x.type.rank < 1:
         return None
     return p, transposed
+
+
+def table_lookup(n: Node | None) -> bool:
+    """`take(theta, idx)` of a rank-1 float table along axis 0 with a literal index tensor: each entry is
+    theta[idx[...]] (the tied weights of passes/equivariant.py)."""
+    return (n is not None and n.op == "take" and n.attrs["axis"] == 0 and n.inputs[0].type.rank == 1
+            and is_float(n.inputs[0].type.dtype) and n.inputs[1].producer is not None
+            and n.inputs[1].producer.op == "const" and isinstance(n.inputs[1].producer.attrs["value"], list))

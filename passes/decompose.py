@@ -20,6 +20,7 @@ node's loc, scope and annotations. An op whose attributes a rewrite does not cov
 - dynamic_scale: abs -> max (or mean) over the axes with keepdims -> / qmax -> where(s > 0, s, 1).
 - quantize / dequantize / fake_quant with group-wise (block) scales: each blocked axis D is reshaped to
   [S, D/S] and the scale gets a 1 there, so it broadcasts like any operand.
+- topk_mask: topk of |x| (a stable key sort), the k-th value and index as the cutoff, a pointwise keep mask.
 - prod over axes of numeric size (at most 16 elements per product): the mul chain of the slices.
 - einsum (float operands of one dtype, no repeated index within an operand, equal index sizes):
   operands are contracted pairwise, opt_einsum/TorchInductor style (greedy: the pair with the
@@ -35,6 +36,7 @@ from __future__ import annotations
 import sympy
 
 from ..ir import registry
+from ..ir.analysis import table_lookup
 from ..ir.graph import Graph, Node, Value, clone, replace_uses
 from ..ir.types import dims_equal, is_float, numel
 
@@ -42,7 +44,36 @@ from ..ir.types import dims_equal, is_float, numel
 def decompose(graph: Graph) -> Graph:
     g = clone(graph)
     _decompose(g)
+    _sink_index_maps(g)
     return g
+
+
+# views and copies that move a gathered table's entries without changing them: applied to the index instead
+INDEX_MOVES = {"transpose", "reshape", "expand_dims", "squeeze", "slice", "broadcast_to", "flip", "roll", "repeat", "tile"}
+
+
+def _sink_index_maps(g: Graph):
+    """move(take(theta, C)) == take(theta, move(C)) for a rank-1 theta: fold the move into the literal index
+    (computed here by the op's reference), so the table is read through one index tensor of the consumer's
+    shape and never materialized (fuse.py plans such a take as an indexed operand)."""
+    import numpy as np
+    out = []
+    for n in g.nodes:
+        src = n.inputs[0].producer if n.inputs and n.inputs[0] is not None else None
+        if n.op not in INDEX_MOVES or len(n.inputs) != 1 or not table_lookup(src) \
+                or not all(d.is_number for d in n.outputs[0].type.shape):
+            out.append(n)
+            continue
+        c = src.inputs[1].producer
+        from ..backends.numpy_ref import concretize
+        moved = np.asarray(registry.get(n.op).ref(np.asarray(c.attrs["value"], np.int64), **concretize(n.attrs, {})))
+        e = _Emitter(n)
+        idx = e("const", [], value=moved.tolist(), dtype="i32" if moved.size and moved.max() < 2**31 else "i64",
+                shape=list(moved.shape))
+        y = e("take", [src.inputs[0], idx], axis=0)
+        out += e.nodes
+        replace_uses(g, n.outputs[0], y)
+    g.nodes = out
 
 
 class _Emitter:
@@ -390,7 +421,33 @@ def _block_scaled(e: _Emitter, n: Node):
     return e("reshape", [y], shape=shape)
 
 
+def _topk_mask(e: _Emitter, n: Node):
+    """Keep the k largest |x| along the axis (ties: lower index; NaN counts as largest): with (t, j) the value
+    and index of the k-th of `topk(|x|)` (a stable key sort), x_i is kept iff its key ranks at or before
+    (t, j): |x_i| is NaN (when t is not), or |x_i| > t, or |x_i| == t and i <= j; zero elsewhere."""
+    from ..ir.ops.common import normalize_axis
+    x = n.inputs[0]
+    if not is_float(x.type.dtype) or x.type.rank == 0:
+        return None
+    k, axis, rank = int(n.attrs["k"]), normalize_axis(n.attrs["axis"], x.type.rank), x.type.rank
+    mag = e("abs", [x])
+    vals = e("topk", [mag], k=k, axis=axis, largest=True)
+    idx = vals.producer.outputs[1]
+    kth = [[None, None, 1]] * rank
+    kth[axis] = [k - 1, k, 1]
+    t, j = e("slice", [vals], slices=kth), e("slice", [idx], slices=kth)
+    pos = e("arange", [], n=x.type.shape[axis], dtype=idx.type.dtype)
+    for _ in range(rank - 1 - axis):
+        pos = e("expand_dims", [pos], axis=-1)
+    nan_x, nan_t = e("ne", [mag, mag]), e("ne", [t, t])
+    tie = e("logical_and", [e("eq", [mag, t]), e("le", [pos, j])])
+    above = e("logical_or", [nan_x, e("logical_or", [e("gt", [mag, t]), tie])])
+    keep = e("where", [nan_t, e("logical_and", [nan_x, e("le", [pos, j])]), above])
+    return e("where", [keep, x, e.const(0.0, x.type.dtype)])
+
+
 _RULES = {
+    "topk_mask": _topk_mask,
     "dynamic_scale": _dynamic_scale,
     "quantize": _block_scaled,
     "dequantize": _block_scaled,

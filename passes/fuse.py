@@ -12,6 +12,12 @@ Rules (greedy, in program order):
 - matmul, reductions and norms (softmax, layernorm, rmsnorm, ...), attention, scan and the other
   ops start kernels of their own kind (take/gather: "gather", segment reductions and scatter_add:
   "scatter", cumsum, sort/topk: "sort");
+- a matmul operand made by a pointwise kernel for that matmul alone (a dequantized weight, a top-k masked
+  activation) is computed inside the matmul's tile loop instead (`Kernel.prologue`): no kernel, no buffer;
+  N:M and block-sparse matmuls take epilogues like dense ones;
+- a tied weight `take(theta, literal index)` with a rank-1 theta, read only by matmuls, convs and
+  pointwise ops, is no kernel either (`plan.indexed`): its consumers load theta[idx[...]] themselves
+  (passes/decompose.py first folds moves of it into the literal index);
 - a rank-0 pointwise op of scalar constants is folded into a scalar constant (no kernel);
 - ops that touch float64 values run through torch (kernels compute floats in f32) and are counted
   as fallbacks; `fuse=False` gives every op its own kernel (the differential tester's baseline).
@@ -25,6 +31,7 @@ import numpy as np
 import sympy
 
 from ..ir import registry
+from ..ir.analysis import table_lookup
 from ..ir.graph import Graph, Node, Value
 from ..ir.types import BYTES, DTYPES, is_float, numel
 
@@ -43,6 +50,7 @@ class Kernel:
     inputs: list[Value] = field(default_factory=list)     # read from memory
     outputs: list[Value] = field(default_factory=list)    # written to memory
     body: "KernelPlan | None" = None                        # the per-step plan of a scan
+    prologue: dict = field(default_factory=dict)  # matmul operand -> the pointwise nodes computing it in-tile
 
     @property
     def anchor(self) -> Node:
@@ -62,6 +70,8 @@ class KernelPlan:
     layouts: dict = field(default_factory=dict)  # value -> storage permutation (default: contiguous)
     constants: list = field(default_factory=list)  # literal tensors (const nodes) materialized once: no kernel;
     #                                                 their bytes count as read by the kernels that use them
+    indexed: dict = field(default_factory=dict)    # value -> its take(theta, idx) node: no kernel; consumers read
+    #                                                 theta[idx[...]] in place (tied weights, never materialized)
 
     def totals(self, bindings: dict | None = None) -> dict:
         """Plan figures with symbolic dims bound (name -> int); unbound ones stay as expressions."""
@@ -96,13 +106,19 @@ class KernelPlan:
                 ops += inner["fallback_ops"]
                 continue
             n += 1
-            read += sum((_bytes(v) for v in k.inputs), sympy.Integer(0))
+            read += sum((self._read_bytes(v) for v in k.inputs), sympy.Integer(0))
             written += sum((_bytes(v) for v in k.outputs), sympy.Integer(0))
             flops += _flops(k.nodes)
             if k.kind == "fallback":
                 fb += 1
                 ops += k.ops
         return {"read": read, "written": written, "flops": flops, "kernels": n, "fallbacks": fb, "fallback_ops": ops}
+
+
+    def _read_bytes(self, v: Value) -> sympy.Expr:
+        """An indexed value costs its index tensor plus its table (each read once by the kernel)."""
+        take = self.indexed.get(v)
+        return _bytes(v) if take is None else _bytes(take.inputs[0]) + _bytes(take.inputs[1])
 
 
 def _bytes(v: Value) -> sympy.Expr:
@@ -176,6 +192,8 @@ class _Planner:
         self.contiguous_after_transpose: set[Value] = set()
         self.layouts: dict[Value, list[int]] = {}  # value -> the permutation its buffer is stored in
         self.uses = _uses(graph)
+        self.indexed: dict[Value, Node] = {}
+        self.outputs = {v for _, v in graph.outputs}
 
     def run(self) -> KernelPlan:
         g = self.g
@@ -201,7 +219,7 @@ class _Planner:
         self.constants = [n for n in self.constants if n.outputs[0] in outputs or self.uses.get(n.outputs[0])]
         for i, k in enumerate(self.kernels):
             k.name = f"k{i}_{'_'.join(dict.fromkeys(k.ops))}"[:48]
-        return KernelPlan(g, self.kernels, self.views, self.scalars, self.layouts, self.constants)
+        return KernelPlan(g, self.kernels, self.views, self.scalars, self.layouts, self.constants, self.indexed)
 
     def storage(self, v: Value) -> Value:
         """The value actually read from memory for `v` (a view reads its base)."""
@@ -244,6 +262,10 @@ class _Planner:
             k = self.new("scan", n)
             k.body = _Planner(n.body, self.fuse).run()  # already lowered with its parent graph
             return
+        if table_lookup(n) and n.inputs[1].producer in self.constants and self._read_in_place(n.outputs[0], True):
+            self.indexed[n.outputs[0]] = n  # consumers load theta[idx[...]] themselves
+            self.contiguous.add(n.outputs[0])
+            return
         if n.op == "split":  # every part is a slice of the input: views
             self.views.append(n)
             return
@@ -270,7 +292,13 @@ class _Planner:
                 self.kernel_of[n.outputs[0]] = sibling
                 self.contiguous.add(n.outputs[0])
                 return
-            self.new("matmul", n)
+            k = self.new("matmul", n)
+            if self.fuse and n.op == "matmul":
+                for x in n.inputs:
+                    self._absorb_prologue(k, n, x)
+            return
+        if n.op == "nm_matmul" and n.inputs[0].type.rank >= 2 and all(is_float(v.type.dtype) for v in n.inputs[:2]):
+            self.new("matmul", n)  # the N:M tile is decompressed in the kernel (codegen._nm_tile); epilogues fuse
             return
         if n.op in REDUCE_OPS and is_float(n.inputs[0].type.dtype) and n.inputs[0].type.rank > 0:
             self.new("reduction", n)
@@ -319,7 +347,7 @@ class _Planner:
         """A matmul kernel of the last few that multiplies the same A (Q, K, V projections)."""
         for k in reversed(self.kernels[-4:]):
             first = k.nodes[0]
-            if k.kind != "matmul" or first.inputs[0] is not n.inputs[0]:
+            if k.kind != "matmul" or first.op != n.op or first.inputs[0] is not n.inputs[0]:
                 continue
             if first.outputs[0].type.shape != n.outputs[0].type.shape or first.inputs[1].type.shape != n.inputs[1].type.shape:
                 continue
@@ -338,6 +366,46 @@ class _Planner:
                 self.contiguous.discard(v)
                 self.contiguous_after_transpose.add(t.outputs[0])
 
+    def _absorb_prologue(self, k: Kernel, mm: Node, x: Value):
+        """A matmul operand computed by a pointwise kernel for this matmul alone (a dequantized weight, a masked
+        activation) is computed inside the matmul's tile loop instead: its kernel and its buffer disappear."""
+        p = self.kernel_of.get(x)
+        if p is None or p.kind != "pointwise" or p is k or x.type.rank < 2 or list(mm.inputs).count(x) != 1:
+            return
+        reads = [v for n in p.nodes for v in n.inputs if v is not None and v not in self.scalars]
+        if any(n.op in ("const", "arange") for n in p.nodes):  # fills are written for 1-D pointwise blocks
+            return
+        if p.nodes[-1].outputs[0] is not x or not reads or not all(broadcasts_to(v.type.shape, x.type.shape) for v in reads):
+            return
+        for n in p.nodes:
+            for v in n.outputs:
+                users = self.uses.get(v, [])
+                if v in self.outputs or not all(u in p.nodes or (v is x and u is mm) for u in users):
+                    return
+        self.kernels.remove(p)
+        k.nodes += p.nodes
+        k.prologue[x] = list(p.nodes)
+        for n in p.nodes:
+            for v in n.outputs:
+                self.kernel_of[v] = k
+
+    def _read_in_place(self, v: Value, contiguous: bool) -> bool:
+        """Every use of `v` (through views) is a kernel that loads it through `_load` or as a matmul's B
+        operand: pointwise ops (kernels or epilogues) and matmuls; `v` is not a graph output."""
+        if v in self.outputs:
+            return False
+        for u in self.uses.get(v, []):
+            if u.op in ("transpose", "broadcast_to", "slice") or (u.op in ("expand_dims", "squeeze", "reshape") and contiguous):
+                if not self._read_in_place(u.outputs[0], contiguous and u.op != "transpose" and u.op != "slice"):
+                    return False
+            elif u.op == "matmul" and u.inputs[1] is v and u.inputs[0] is not v:
+                continue
+            elif u.op in CONV_OPS and u.inputs[0] is not v and not u.op.startswith("qconv"):  # weight or bias
+                continue
+            elif not (registry.get(u.op).kind == "elementwise" and pointwise_ok(u)):
+                return False
+        return True
+
     def _is_view(self, n: Node) -> bool:
         if n.op == "reshape":
             return n.inputs[0] in self.contiguous  # reshaping a strided view needs a copy
@@ -349,9 +417,11 @@ class _Planner:
         out_shape = n.outputs[0].type.shape
         for v in n.inputs:
             k = self.kernel_of.get(v)
-            if k is None or k.kind not in ("pointwise", "matmul", "conv", "movement"):
+            if k is None or k.kind not in ("pointwise", "matmul", "conv", "movement", "bsr_matmul"):
                 continue
-            if k.kind in ("matmul", "conv") and k.nodes[0].outputs[0].type.shape != out_shape:
+            if k.kind == "bsr_matmul" and len(out_shape) != 2:  # the fused block-sparse loop is rank 2
+                continue
+            if k.kind in ("matmul", "conv", "bsr_matmul") and k.nodes[0].outputs[0].type.shape != out_shape:
                 continue
             if k.kind in ("pointwise", "movement") and k.nodes[0].outputs[0].type.shape != out_shape:
                 continue

@@ -33,7 +33,7 @@ from ..ir.analysis import weight_of_matmul
 from .cleanup import drop_unused_params
 from ..ir import registry
 from ..ir.graph import Annotation, Graph, Init, Node, Param, Value, clone, replace_uses
-from ..ir.ops.quant import _dequantize_np, _pack_np, _quantize_np, qrange
+from ..ir.ops.quant import _dequantize_np, _pack_np, _quantize_np, expand_np, qrange
 from ..ir.types import BYTES, DTYPES, TensorType, concrete, is_float
 from .verify import verify
 
@@ -118,17 +118,19 @@ class QuantResult:
 # ---- the public entry points ----------------------------------------------------------------------
 def quantize(graph: Graph, params: dict, scheme: str | None = None, calib: dict | None = None, *,
              group_size: int = 128, act: str = "auto", observer: str = "minmax", percentile: float = 99.99,
-             fake: bool = False) -> tuple[Graph, dict]:
+             fake: bool = False, gptq_rounding: bool = True) -> tuple[Graph, dict]:
     """(new_graph, new_params): see the module doc. The new graph is verified."""
     r = quantize_model(graph, params, scheme, calib, group_size=group_size, act=act, observer=observer,
-                       percentile=percentile, fake=fake)
+                       percentile=percentile, fake=fake, gptq_rounding=gptq_rounding)
     return r.graph, r.params
 
 
 def quantize_model(graph: Graph, params: dict, scheme: str | None = None, calib: dict | None = None, *,
                    group_size: int = 128, act: str = "auto", observer: str = "minmax", percentile: float = 99.99,
-                   fake: bool = False) -> QuantResult:
-    """Like `quantize`, with the per-layer figures (weight error, scales) and the byte counts."""
+                   fake: bool = False, gptq_rounding: bool = True) -> QuantResult:
+    """Like `quantize`, with the per-layer figures (weight error, scales) and the byte counts. With
+    calibration data, weight-only (w8, w4) dense-layer weights are rounded by GPTQ when the data has at least
+    two rows per input feature (`gptq_rounding=False`: round to nearest everywhere)."""
     default = _options(scheme, group_size, act, observer, percentile) if scheme is not None else None
     if default is not None and default.scheme == "none":
         default = None  # nothing by default; annotations can still pick layers
@@ -151,13 +153,35 @@ def quantize_model(graph: Graph, params: dict, scheme: str | None = None, calib:
         _calibrate(g, params, static, calib)
     result = QuantResult(g, {})
     new_params = dict(params)
-    _rewrite(g, new_params, sites, param_opts, fake, calib, result)
+    hessians = _hessians(g, params, sites, calib) if calib is not None and gptq_rounding and not fake else {}
+    _rewrite(g, new_params, sites, param_opts, fake, calib, result, hessians)
     drop_unused_params(g, new_params)
     verify(g)
     result.graph, result.params, result.sites = g, new_params, sites
     result.bytes_before = _bytes(graph)
     result.bytes_after = _bytes(g)
     return result
+
+
+def _hessians(g: Graph, params: dict, sites: list[Site], calib: dict) -> dict:
+    """Per weight param of a dense layer: (X^T X / rows, transposed) of the layer's float input on the
+    calibration data (the first such layer when a weight is shared)."""
+    chosen: dict[str, Site] = {}
+    for s in sites:
+        if s.node.op == "matmul" and s.opts.scheme in ("w8", "w4"):  # weight-only: GPTQ's setting
+            chosen.setdefault(s.param.name, s)
+    if not chosen:
+        return {}
+    try:
+        arrays = capture(g, [s.node.inputs[0] for s in chosen.values()], check_calib(g, calib), params)
+    except ShapeError as e:
+        raise UsageError(f"calibration data: {e.message}") from None
+    out = {}
+    for (name, s), x in zip(chosen.items(), arrays):
+        x2 = x.reshape(-1, x.shape[-1]).astype(np.float64)
+        if len(x2) >= 2 * x2.shape[1]:  # fewer rows than ~2 per feature: H is too rank-poor, GPTQ would overfit
+            out[name] = (x2.T @ x2 / len(x2), s.transposed)
+    return out
 
 
 def _options(scheme, group_size, act, observer, percentile, loc=None) -> Options:
@@ -428,7 +452,35 @@ class QWeight:
     scale_value: Value | None = None
 
 
-def _quantize_weight(p: Param, w: np.ndarray, opts: Options, channel_axis: int, group_axis: int) -> QWeight:
+def gptq(w_kn: np.ndarray, hessian: np.ndarray, scale_kn: np.ndarray, bits: int, damp: float = 0.01) -> np.ndarray | None:
+    """GPTQ (Frantar et al., 2023) with fixed scales: quantize the rows of W [K, N] (K = input features) in
+    order, spreading each row's rounding error over the rows not yet quantized through the Cholesky factor
+    of the inverse Hessian H = X^T X of the calibration inputs, so that x @ Q (not Q entry by entry)
+    approximates x @ W. Returns the int8 values, or None when H cannot be factored."""
+    w = w_kn.astype(np.float64).copy()
+    k = w.shape[0]
+    h = hessian.astype(np.float64).copy()
+    dead = np.diag(h) <= 0                        # features never active in the calibration data
+    h[dead, dead] = 1.0
+    h[np.diag_indices(k)] += damp * float(np.mean(np.diag(h)))
+    try:
+        u = np.linalg.cholesky(np.linalg.inv(h)).T   # upper: H^-1 = u^T u
+    except np.linalg.LinAlgError:
+        return None
+    lo, hi = qrange(bits, narrow=True)
+    s = scale_kn.astype(np.float64)
+    q = np.empty(w.shape, np.int8)
+    for i in range(k):
+        qi = np.clip(np.rint(w[i] / s[i]), lo, hi)
+        q[i] = qi
+        err = (w[i] - qi * s[i]) / u[i, i]
+        w[i + 1:] -= np.outer(u[i, i + 1:], err)
+    return q
+
+
+def _quantize_weight(p: Param, w: np.ndarray, opts: Options, channel_axis: int, group_axis: int,
+                     hessian: tuple | None = None) -> QWeight:
+    """`hessian`: (H, transposed) of the dense layer using `w`, from calibration data: GPTQ rounding."""
     scheme = opts.scheme
     if scheme in ("binary", "ternary"):
         q, s = _binary_weights(w, channel_axis, scheme == "ternary")
@@ -438,6 +490,12 @@ def _quantize_weight(p: Param, w: np.ndarray, opts: Options, channel_axis: int, 
         s = weight_scale(w.astype(np.float32), bits, channel_axis, None if per_channel else group_axis, opts.group_size,
                          method="mse" if opts.weight_observer == "mse" else "absmax")
         q = _quantize_np(w.astype(np.float32), s, None, bits, True)
+        if hessian is not None and w.ndim == 2:
+            h, transposed = hessian
+            full = np.broadcast_to(expand_np(s, w.shape), w.shape)
+            g = gptq(w.T if transposed else w, h, full.T if transposed else full, bits)
+            if g is not None:
+                q = g.T.copy() if transposed else g
     s = _squeeze_leading(s)
     stored, packed_axis = q, None
     if scheme in ("w4", "binary", "ternary"):  # 4-bit storage (binary/ternary values fit in int4)
@@ -477,7 +535,8 @@ class _Emitter:
         return v
 
 
-def _rewrite(g: Graph, params: dict, sites: list[Site], param_opts: dict, fake: bool, calib, result: QuantResult):
+def _rewrite(g: Graph, params: dict, sites: list[Site], param_opts: dict, fake: bool, calib, result: QuantResult,
+             hessians: dict | None = None):
     em = _Emitter(g)
     qweights: dict[str, QWeight] = {}
     by_node = {id(s.node): s for s in sites}
@@ -500,7 +559,7 @@ def _rewrite(g: Graph, params: dict, sites: list[Site], param_opts: dict, fake: 
     for name, (opts, ch, ga) in plans.items():
         p = pmap[name]
         w = np.asarray(params[name])
-        qw = _quantize_weight(p, w, opts, ch, ga)
+        qw = _quantize_weight(p, w, opts, ch, ga, (hessians or {}).get(name))
         qweights[name] = qw
         qdtype = "u8" if qw.packed_axis is not None else "i8"
         stored = em.param(qw.qname, qw.stored, qdtype, p, params)

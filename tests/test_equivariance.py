@@ -423,3 +423,26 @@ def test_stdlib_inset_ties_deepsets(cfg):
     assert max(v_tied.values()) < 1e-5
     assert v_untied["select"] > 1e-5 and v_untied["utility"] > 1e-5
     _torch_matches_reference(t)
+
+
+@pytest.mark.parametrize("path,cfg", [(NN_EQUIVARIANT, {"B": 2}), (INSET, {**_small(INSET), "B": 2})], ids=["nn", "inset"])
+def test_tied_weights_are_indexed_inside_kernels(path, cfg):
+    """Build item 4: a tied weight take(theta, orbit_index) is never materialized. Moves of it (the einsum's
+    reshapes) are folded into the literal index, and the consuming matmul / epilogue loads theta[idx[...]]
+    itself: no gather kernel, fewer bytes than materializing it, and the Triton result matches the reference."""
+    pytest.importorskip("triton")
+    from pnet.backends import numpy_ref, triton as triton_backend
+    from pnet.passes.fuse import plan
+    from pnet.testing.tolerance import assert_outputs_close
+    t = run_passes(run_passes(_load(path, cfg), "equivariant"))
+    p = plan(t)
+    assert p.indexed and all(n.op == "take" for n in p.indexed.values())
+    assert not any(k.kind == "gather" or "take" in k.ops for k in p.kernels)
+    dims = numpy_ref.bind_dims(t)
+    materialized = sum(2 * int(np.prod([int(d) for d in v.type.shape])) * 4 for v in p.indexed)  # write + read W
+    index_only = sum(int(np.prod([int(d) for d in n.inputs[1].type.shape])) * 4 for n in p.indexed.values())
+    assert p.totals(dims)["bytes"] < p.totals(dims)["bytes"] - index_only + materialized
+    compiled = triton_backend.compile(t)
+    inputs, params = numpy_ref.random_inputs(t, 0), numpy_ref.init_params(t, 0)
+    assert_outputs_close(compiled.run(inputs, params), numpy_ref.run(t, inputs, params),
+                         numpy_ref.run(t, inputs, params, float64=True))

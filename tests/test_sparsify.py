@@ -3,6 +3,8 @@ block-sparse kernel under the interpreter), the masks have the asked structure, 
 fall with the density, sparse weights round-trip through safetensors, and bad input is a one-line error."""
 from __future__ import annotations
 
+import importlib.util
+
 import os
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from pnet.passes.sparsify import parse_spec, prune_blocks, prune_nm, sparsify, s
 from pnet.testing.tolerance import assert_outputs_close
 
 torch = pytest.importorskip("torch")
-from conftest import op_ref, op_torch  # noqa: E402
+from conftest import op_ref, op_torch, op_triton  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"
 FAST = settings(max_examples=20, deadline=None)
@@ -262,6 +264,65 @@ def test_triton_bsr_kernel_matches_reference(triton_bsr, m, k, n, bs, density):
     got = triton_bsr(*[torch.from_numpy(a).to(dev) for a in (x, values, col_idx, row_ptr)]).cpu().numpy()
     assert got.shape == (2, m, n)
     _close(got, x, np.where(mask, w, 0))
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(1, 5), st.sampled_from([(2, 4), (1, 4), (1, 2), (4, 8), (3, 3)]), st.integers(1, 12),
+       st.integers(1, 9), st.integers(0, 2**31 - 1))
+def test_triton_nm_kernel_matches_dense_masked(m_rows, nm, groups, cols, seed):
+    """The N:M matmul template decompresses each [BK, BN] tile from values + metadata in registers
+    (several K tiles and ragged edges included); it is a matmul kernel, not a fallback."""
+    pytest.importorskip("triton")
+    n, m = nm
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((groups * m, cols)).astype(np.float32)
+    x = rng.standard_normal((2, m_rows, groups * m)).astype(np.float32)
+    values, meta, mask = prune_nm(w, n, m)
+    kinds, got = op_triton("nm_matmul", x, values, meta, n=n, m=m)
+    assert kinds == ["matmul"]
+    _close(got, x, np.where(mask, w, 0))
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(1, 5), st.integers(0, 1), st.integers(0, 2**31 - 1))
+def test_triton_topk_mask_matches_reference(k, axis, seed):
+    """topk_mask lowers to a key-sorted topk of |x| plus a pointwise cutoff (no fallback); ties keep the lower
+    index and NaN counts as largest, exactly as the reference."""
+    pytest.importorskip("triton")
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, (5, 6)).astype(np.float32)   # many ties in magnitude
+    x[0, 2] = np.nan
+    x[1, :] = np.nan
+    kinds, got = op_triton("topk_mask", x, k=k, axis=axis)
+    assert "fallback" not in kinds
+    want = _ref("topk_mask", x, k=k, axis=axis)
+    assert np.array_equal(got, want, equal_nan=True)
+
+
+def test_topk_mask_fuses_into_the_consumer_matmul():
+    """Activation sparsity: the top-k keep mask is applied inside the consumer matmul's A tile (a prologue)."""
+    src = "import nn.core\nmodel m() {\n  input x: f32[B, 16]\n  output y = linear(topk_mask(relu(linear(x, 32)), k=4), 8)\n}\n"
+    p = plan(run_passes(load_source(src).graph))
+    consumer = [k for k in p.kernels if k.kind == "matmul" and "where" in k.ops]
+    assert len(consumer) == 1 and p.totals({"B": 4})["fallbacks"] == 0
+
+
+def test_sparse_layers_fuse_their_epilogues():
+    """Bias and activation join the sparse kernel (N:M and block-sparse plan one kernel per layer, like dense)."""
+    from pnet.passes.fuse import plan
+    src = ANNOTATED.replace("@sparse(\"2:4\") ", "")
+    g = run_passes(load_source(src).graph)
+    params = numpy_ref.init_params(g, 0)
+    for spec, op in [("2:4", "nm_matmul"), ("block=8,density=0.5", "bsr_matmul"), ("density=0.3", "bsr_matmul")]:
+        sg, r_params = sparsify(g, params, spec)
+        kernels = [k for k in plan(sg).kernels if op in k.ops]
+        assert kernels and all(len(k.ops) > 1 for k in kernels), [k.ops for k in kernels]
+        if importlib.util.find_spec("triton"):
+            from pnet.backends import triton as triton_backend
+            compiled = triton_backend.compile(sg)
+            inputs = numpy_ref.random_inputs(sg, 0, {"B": 3})
+            assert_outputs_close(compiled.run(inputs, r_params), numpy_ref.run(sg, inputs, r_params),
+                                 numpy_ref.run(sg, inputs, r_params, float64=True))
 
 
 # ---- annotations and errors ------------------------------------------------------------------------------------

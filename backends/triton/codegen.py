@@ -58,6 +58,8 @@ class ModuleGen(IndexKernels, ConvKernels):
         self.helpers: list[str] = []
         self.counter = 0
         self.used_names: set[str] = set()
+        self.view_of: dict[Value, Node] = {}   # every plan's views (scan bodies too)
+        self.indexed: dict[Value, Node] = {}   # values read as theta[idx[...]] (plan.indexed)
 
     # ---- the launcher ----------------------------------------------------------------------------
     def module(self) -> str:
@@ -125,6 +127,8 @@ class ModuleGen(IndexKernels, ConvKernels):
         """Kernels in plan order (a topological order: a kernel only reads values of earlier ones);
         views right before their first use."""
         views = {v: n for n in plan.views for v in n.outputs}
+        self.view_of.update(views)
+        self.indexed.update(plan.indexed)
         for v, value in plan.scalars.items():
             names[v] = f"c{self._next()}"
             lines.append(f"    {names[v]} = torch.tensor({scalar_code(value, v.type.dtype)}, dtype=_rt.torch_dtype({v.type.dtype!r}), device=dev)")
@@ -134,6 +138,12 @@ class ModuleGen(IndexKernels, ConvKernels):
 
         def need(v):
             if v is None or v in names:
+                return
+            if v in plan.indexed:  # read in place: the launcher passes its index tensor (and the table)
+                take = plan.indexed[v]
+                need(take.inputs[0])
+                need(take.inputs[1])
+                names[v] = names[take.inputs[1]]
                 return
             if v not in views:  # pragma: no cover - the planner makes every value somewhere
                 raise PnetError(f"internal: value of type {v.type} is used before it is computed")
@@ -239,7 +249,7 @@ class ModuleGen(IndexKernels, ConvKernels):
             r = v.type.rank
             params += [f"src{i}"] + [f"src{i}_s{d}" for d in range(r)] + [f"src{i}_n{d}" for d in range(r)]
         for i, v in enumerate(ops):
-            params += [f"in{i}"] + [f"in{i}_s{d}" for d in range(rank)]
+            params += [f"in{i}"] + [f"in{i}_s{d}" for d in range(rank)] + self.table_param(f"in{i}", v)
         params += [f"out{j}" for j in range(len(k.outputs))] + ["numel"] + [f"size{d}" for d in range(rank)]
         body += ["    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)", "    mask = offs < numel", "    rem = offs"]
         for d in reversed(range(rank)):
@@ -339,7 +349,7 @@ class ModuleGen(IndexKernels, ConvKernels):
         for v in ops:
             e = f"e{self._next()}"
             lines.append(f"    {e} = {names[v]}.expand({shape}{',' if rank == 1 else ''})" if rank else f"    {e} = {names[v]}")
-            args += [e] + [f"{e}.stride({d})" for d in range(rank)]
+            args += [e] + [f"{e}.stride({d})" for d in range(rank)] + self.table_arg(names, v)
         o = names[k.outputs[0]]
         args += [names[v] for v in k.outputs]
         nm = f"n{self._next()}"
@@ -358,12 +368,61 @@ class ModuleGen(IndexKernels, ConvKernels):
         lines.append(f"    launch(_rt.tuned('{kname}-{sig}', ({', '.join(size)},), {configs}, launch))")
 
     def _k_bsr_matmul(self, k: Kernel, names, lines, plan):
-        """Block-sparse x @ W: a kernel that walks each output block-column's stored blocks only."""
+        """Block-sparse x @ W: a kernel that walks each output block-column's stored blocks only
+        (sparse_kernels.py; with a pointwise epilogue, the same loop generated here with it fused)."""
         n = k.nodes[0]
+        if len(k.nodes) > 1:
+            self._bsr_with_epilogue(k, names, lines, plan)
+            return
         out = f"v{self._next()}"
         names[n.outputs[0]] = out
         x, values, col_idx, row_ptr = (names[v] for v in n.inputs)
         lines.append(f"    {out} = _sparse.bsr_matmul({x}, {values}, {col_idx}, {row_ptr})  # {k.name}")
+
+    def _bsr_with_epilogue(self, k: Kernel, names, lines, plan):
+        """x [M, K] @ BSR W -> [M, N] (the planner fuses only rank-2 products): program (pid_m, r) walks the
+        stored blocks of block-column r, then applies the epilogue to its [BM, bn] tile before the store."""
+        n, epi = k.nodes[0], k.nodes[1:]
+        x, values, col_idx, row_ptr = n.inputs
+        ops = self._operands(k, plan, nodes=epi)
+        params = ["x", "x_sm", "x_sk", "vals", "col", "rowptr"]
+        for i, v in enumerate(ops):
+            params += [f"in{i}", f"in{i}_sm", f"in{i}_sn"] + self.table_param(f"in{i}", v)
+        params += [f"out{j}" for j in range(len(k.outputs))]
+        params += ["M", "K", "N", "BKB: tl.constexpr", "BNB: tl.constexpr", "BM: tl.constexpr", "PK: tl.constexpr",
+                   "PN: tl.constexpr"]
+        body = ["    rm = tl.program_id(0) * BM + tl.arange(0, BM)", "    r = tl.program_id(1)",
+                "    ok_ = tl.arange(0, PK)", "    on_ = tl.arange(0, PN)", "    rn = r * BNB + on_",
+                "    acc = tl.zeros((BM, PN), dtype=tl.float32)",
+                "    for p in range(tl.load(rowptr + r), tl.load(rowptr + r + 1)):",
+                "        ks = tl.load(col + p) * BKB + ok_",
+                "        at = tl.load(x + rm[:, None] * x_sm + ks[None, :] * x_sk, mask=(rm[:, None] < M) & (ok_[None, :] < BKB) & (ks[None, :] < K), other=0.0)",
+                "        bt = tl.load(vals + p * (BKB * BNB) + ok_[:, None] * BNB + on_[None, :], mask=(ok_[:, None] < BKB) & (on_[None, :] < BNB), other=0.0)",
+                '        acc += tl.dot(at.to(tl.float32), bt.to(tl.float32), input_precision="ieee")',
+                "    mask = (rm[:, None] < M) & (on_[None, :] < BNB) & (rn[None, :] < N)"]
+        reg = {n.outputs[0]: "acc"}
+        for i, v in enumerate(ops):
+            reg[v] = f"e{i}"
+            body.append(f"    e{i} = {self._load(f'in{i}', f'rm[:, None] * in{i}_sm + rn[None, :] * in{i}_sn', 'mask', v)}")
+        self._expr_chain(epi, reg, plan, body)
+        for j, v in enumerate(k.outputs):
+            body.append(f"    tl.store(out{j} + rm[:, None] * N + rn[None, :], ({reg[v]}).to(out{j}.dtype.element_ty), mask=mask)")
+        self.kernels.append(f"@triton.jit\ndef {k.name}({', '.join(params)}):\n" + "\n".join(body) + "\n")
+        for v in k.outputs:
+            self._alloc(v, names, lines)
+        xs = names[x]
+        args = [xs, f"{xs}.stride(0)", f"{xs}.stride(1)", f"{names[values]}.contiguous()",
+                f"{names[col_idx]}.to(torch.int32).contiguous()", f"{names[row_ptr]}.to(torch.int32).contiguous()"]
+        out_shape = ", ".join(dim_code(d) for d in n.outputs[0].type.shape)
+        for v in ops:
+            e = f"e{self._next()}"
+            lines.append(f"    {e} = {names[v]}.expand({out_shape})")
+            args += [e, f"{e}.stride(0)", f"{e}.stride(1)"] + self.table_arg(names, v)
+        args += [names[v] for v in k.outputs]
+        bk, bn = (dim_code(d) for d in values.type.shape[1:])
+        args += [f"{xs}.shape[0]", f"{xs}.shape[1]", f"{names[k.outputs[0]]}.shape[1]"]
+        lines.append(f"    {k.name}[(_rt.cdiv({xs}.shape[0], 32), {names[row_ptr]}.shape[0] - 1)]({', '.join(args)}, "
+                     f"BKB={bk}, BNB={bn}, BM=32, PK=max(16, triton.next_power_of_2({bk})), PN=max(16, triton.next_power_of_2({bn})))")
 
     def _k_scan(self, k: Kernel, names, lines, plan):
         n = k.nodes[0]
@@ -435,9 +494,23 @@ class ModuleGen(IndexKernels, ConvKernels):
                 out.append(v)
         return out
 
-    @staticmethod
-    def _load(ptr: str, offs: str, mask: str, v: Value) -> str:
+    def table(self, v: Value) -> Node | None:
+        """The take(theta, idx) an indexed value (or a view of one) is read through, else None."""
+        while v in self.view_of:
+            v = self.view_of[v].inputs[0]
+        return self.indexed.get(v)
+
+    def table_param(self, ptr: str, v: Value) -> list[str]:
+        return [f"{ptr}_t"] if self.table(v) is not None else []
+
+    def table_arg(self, names, v: Value) -> list[str]:
+        take = self.table(v)
+        return [names[take.inputs[0]]] if take is not None else []
+
+    def _load(self, ptr: str, offs: str, mask: str, v: Value) -> str:
         other = "0.0" if is_float(v.type.dtype) else "0"
+        if self.table(v) is not None:  # theta[idx[...]]: `ptr` walks the index tensor
+            return f"tl.load({ptr}_t + tl.load({ptr} + {offs}, mask={mask}, other=0), mask={mask}, other=0.0).to(tl.float32)"
         load = f"tl.load({ptr} + {offs}, mask={mask}, other={other})"
         return f"{load}.to(tl.float32)" if is_float(v.type.dtype) else load
 
@@ -448,7 +521,7 @@ class ModuleGen(IndexKernels, ConvKernels):
         kname = k.name
         params, body = [], []
         for i, v in enumerate(ops):
-            params += [f"in{i}"] + [f"in{i}_s{d}" for d in range(rank)]
+            params += [f"in{i}"] + [f"in{i}_s{d}" for d in range(rank)] + self.table_param(f"in{i}", v)
         params += [f"out{j}" for j in range(len(k.outputs))] + ["numel"] + [f"size{d}" for d in range(rank)] + ["BLOCK: tl.constexpr"]
         body.append("    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)")
         body.append("    mask = offs < numel")
@@ -473,7 +546,7 @@ class ModuleGen(IndexKernels, ConvKernels):
         for i, v in enumerate(ops):
             e = f"e{self._next()}"
             lines.append(f"    {e} = {names[v]}.expand({shape}{',' if rank == 1 else ''})" if rank else f"    {e} = {names[v]}")
-            args += [e] + [f"{e}.stride({d})" for d in range(rank)]
+            args += [e] + [f"{e}.stride({d})" for d in range(rank)] + self.table_arg(names, v)
         args += [names[v] for v in k.outputs]
         n = f"n{self._next()}"
         lines.append(f"    {n} = {names[k.outputs[0]]}.numel()")
@@ -483,11 +556,26 @@ class ModuleGen(IndexKernels, ConvKernels):
         lines.append(f"    {kname}[(_rt.cdiv({n}, {blk}),)]({', '.join(args)}, BLOCK={blk})")
         # values computed inside but not outputs get no launcher name; they are never read outside
 
+    @staticmethod
+    def _nm_tile(j: int, n: int, m: int, base, mask: str) -> list[str]:
+        """The dense [BK, BN] tile of an N:M weight, decompressed in registers: dense row k of a column is the
+        stored row (k // m) * n + i whose metadata says k % m (zero if none does). Only the compressed values
+        and the metadata are read from memory; the tile then feeds an ordinary tl.dot."""
+        out = ["        bt = tl.zeros((BK, BN), dtype=tl.float32)"]
+        for i in range(n):
+            offs = f"((kk // {m}) * {n} + {i})[:, None] * b{j}_sk + rn[None, :] * b{j}_sn"
+            moffs = f"((kk // {m}) * {n} + {i})[:, None] * m{j}_sk + rn[None, :] * m{j}_sn"
+            out += [f"        v = tl.load({base(f'b{j}')} + {offs}, mask={mask}, other=0.0).to(tl.float32)",
+                    f"        mt = tl.load({base(f'm{j}')} + {moffs}, mask={mask}, other=-1)",
+                    f"        bt += tl.where(mt == (kk % {m})[:, None], v, 0.0)"]
+        return out
+
     def _k_matmul(self, k: Kernel, names, lines, plan):
         """C_j = A @ B_j for every product sharing A (loaded once per tile), then the pointwise
         epilogue over [*batch, M, N] (bias, activation, residual, scale)."""
-        mms = [n for n in k.nodes if n.op in ("matmul", "qmatmul")]
-        epi = [n for n in k.nodes if n not in mms]
+        pro = {n for nodes in k.prologue.values() for n in nodes}   # operands computed in-tile
+        mms = [n for n in k.nodes if n.op in ("matmul", "qmatmul", "nm_matmul") and n not in pro]
+        epi = [n for n in k.nodes if n not in mms and n not in pro]
         a_v = mms[0].inputs[0]
         bs = [n.inputs[1] for n in mms]
         out_t = mms[0].outputs[0].type
@@ -495,9 +583,18 @@ class ModuleGen(IndexKernels, ConvKernels):
         ops = self._operands(k, plan, nodes=epi)  # e.g. a residual may read A itself
         params = ["a"] + [f"a_sb{i}" for i in range(batch)] + ["a_sm", "a_sk"]
         for j in range(len(bs)):
-            params += [f"b{j}"] + [f"b{j}_sb{i}" for i in range(batch)] + [f"b{j}_sk", f"b{j}_sn"]
+            params += [f"b{j}"] + [f"b{j}_sb{i}" for i in range(batch)] + [f"b{j}_sk", f"b{j}_sn"] + self.table_param(f"b{j}", bs[j])
+        for j in range(len(bs)):
+            if mms[j].op == "nm_matmul":  # N:M: B is the compressed values, plus the metadata
+                params += [f"m{j}"] + [f"m{j}_sb{i}" for i in range(batch)] + [f"m{j}_sk", f"m{j}_sn"]
         for i, v in enumerate(ops):
-            params += [f"in{i}"] + [f"in{i}_sb{d}" for d in range(batch)] + [f"in{i}_sm", f"in{i}_sn"]
+            params += [f"in{i}"] + [f"in{i}_sb{d}" for d in range(batch)] + [f"in{i}_sm", f"in{i}_sn"] + self.table_param(f"in{i}", v)
+        pro_ops = {x: self._operands(k, plan, nodes=nodes) for x, nodes in k.prologue.items()}
+        for x, vals in pro_ops.items():
+            tag = "a" if x is a_v else f"b{bs.index(x)}"
+            for i, v in enumerate(vals):
+                params += [f"{tag}p{i}"] + [f"{tag}p{i}_sb{d}" for d in range(batch)] + [f"{tag}p{i}_s0", f"{tag}p{i}_s1"]
+                params += self.table_param(f"{tag}p{i}", v)
         params += [f"out{j}" for j in range(len(k.outputs))]
         params += ["M", "N", "K"] + [f"bs{i}" for i in range(batch)] + ["BM: tl.constexpr", "BN: tl.constexpr", "BK: tl.constexpr"]
         body = ["    pid_m = tl.program_id(0)", "    pid_n = tl.program_id(1)", "    rem = tl.program_id(2)"]
@@ -512,11 +609,34 @@ class ModuleGen(IndexKernels, ConvKernels):
         acc_t, cvt, zero = ("tl.int32", "", "0") if integer else ("tl.float32", ".to(tl.float32)", "0.0")
         dot = "out_dtype=tl.int32" if integer else 'input_precision="ieee"'
         body += [f"    acc{j} = tl.zeros((BM, BN), dtype={acc_t})" for j in range(len(bs))]
-        body += ["    for k0 in range(0, K, BK):", "        kk = k0 + rk",
-                 f"        at = tl.load({base('a')} + rm[:, None] * a_sm + kk[None, :] * a_sk, mask=(rm[:, None] < M) & (kk[None, :] < K), other={zero}){cvt}"]
+        body += ["    for k0 in range(0, K, BK):", "        kk = k0 + rk"]
+
+        def in_tile(x, tag, rows, cols, mask):
+            """The operand tile computed by its prologue from its own operands' tiles."""
+            reg = {}
+            for i, v in enumerate(pro_ops[x]):
+                reg[v] = f"{tag}_{i}"
+                offs = " + ".join([f"cb{d} * {tag}p{i}_sb{d}" for d in range(batch)] + [f"{rows} * {tag}p{i}_s0", f"{cols} * {tag}p{i}_s1"])
+                body.append(f"        {tag}_{i} = {self._load(f'{tag}p{i}', offs, mask, v)}")
+            self._expr_chain(k.prologue[x], reg, plan, body, indent="        ")
+            return f"tl.where({mask}, {reg[x]}, 0.0)"   # padding lanes must add nothing to the dot
+
+        a_mask = "(rm[:, None] < M) & (kk[None, :] < K)"
+        if a_v in k.prologue:
+            body.append(f"        at = ({in_tile(a_v, 'a', 'rm[:, None]', 'kk[None, :]', a_mask)}).to(tl.float32)")
+        else:
+            body.append(f"        at = tl.load({base('a')} + rm[:, None] * a_sm + kk[None, :] * a_sk, mask={a_mask}, other={zero}){cvt}")
         for j in range(len(bs)):
-            body += [f"        bt = tl.load({base(f'b{j}')} + kk[:, None] * b{j}_sk + rn[None, :] * b{j}_sn, mask=(kk[:, None] < K) & (rn[None, :] < N), other={zero})",
-                     f'        acc{j} += tl.dot(at, bt{cvt}, {dot})']
+            b_offs, b_mask = f"kk[:, None] * b{j}_sk + rn[None, :] * b{j}_sn", "(kk[:, None] < K) & (rn[None, :] < N)"
+            b_load = (f"tl.load({base(f'b{j}')} + {b_offs}, mask={b_mask}, other={zero})" if self.table(bs[j]) is None else
+                      f"tl.load(b{j}_t + tl.load({base(f'b{j}')} + {b_offs}, mask={b_mask}, other=0), mask={b_mask}, other=0.0)")
+            if mms[j].op == "nm_matmul":
+                body += self._nm_tile(j, mms[j].attrs["n"], mms[j].attrs["m"], base, b_mask)
+            elif bs[j] in k.prologue:
+                body.append(f"        bt = {in_tile(bs[j], f'b{j}', 'kk[:, None]', 'rn[None, :]', b_mask)}")
+            else:
+                body.append(f"        bt = {b_load}")
+            body.append(f'        acc{j} += tl.dot(at, bt{cvt}, {dot})')
         body.append("    mask = (rm[:, None] < M) & (rn[None, :] < N)")
         reg = {n.outputs[0]: f"acc{j}" for j, n in enumerate(mms)}
         for i, v in enumerate(ops):
@@ -533,17 +653,32 @@ class ModuleGen(IndexKernels, ConvKernels):
         bshape = [dim_code(d) for d in out_t.shape[:batch]]
         args = []
         for v in [a_v] + bs:
+            if v in k.prologue:  # computed in-tile: its pointer argument is never read
+                args += [names[pro_ops[v][0]]] + ["0"] * (batch + 2)
+                continue
             e = f"e{self._next()}"
             sh = bshape + [dim_code(v.type.shape[-2]), dim_code(v.type.shape[-1])]
             lines.append(f"    {e} = {names[v]}.expand({', '.join(sh)})")
-            args += [e] + [f"{e}.stride({i})" for i in range(batch + 2)]
+            args += [e] + [f"{e}.stride({i})" for i in range(batch + 2)] + (self.table_arg(names, v) if v is not a_v else [])
+        for mm in mms:
+            if mm.op == "nm_matmul":
+                e, meta = f"e{self._next()}", mm.inputs[2]
+                sh = bshape + [dim_code(meta.type.shape[-2]), dim_code(meta.type.shape[-1])]
+                lines.append(f"    {e} = {names[meta]}.expand({', '.join(sh)})")
+                args += [e] + [f"{e}.stride({i})" for i in range(batch + 2)]
         for v in k.outputs:
             self._alloc(v, names, lines)
         out_shape = ", ".join(dim_code(d) for d in out_t.shape)
         for v in ops:
             e = f"e{self._next()}"
             lines.append(f"    {e} = {names[v]}.expand({out_shape})")
-            args += [e] + [f"{e}.stride({i})" for i in range(batch + 2)]
+            args += [e] + [f"{e}.stride({i})" for i in range(batch + 2)] + self.table_arg(names, v)
+        for x, vals in pro_ops.items():
+            sh = bshape + [dim_code(x.type.shape[-2]), dim_code(x.type.shape[-1])]
+            for v in vals:
+                e = f"e{self._next()}"
+                lines.append(f"    {e} = {names[v]}.expand({', '.join(sh)})")
+                args += [e] + [f"{e}.stride({i})" for i in range(batch + 2)] + self.table_arg(names, v)
         args += [names[v] for v in k.outputs]
         M, N, K = dim_code(a_v.type.shape[-2]), dim_code(bs[0].type.shape[-1]), dim_code(a_v.type.shape[-1])
         args += [M, N, K] + bshape

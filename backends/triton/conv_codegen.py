@@ -39,9 +39,10 @@ class ConvKernels:
         stride, pad, dil, groups = a["stride"], a["padding"], a["dilation"], int(a["groups"])
         sp = range(nd)
         ops = self._operands(k, plan, nodes=epi)
-        params = ["x"] + [f"x_s{d}" for d in range(nd + 2)] + ["w"] + [f"w_s{d}" for d in range(nd + 2)] + ["bias"]
+        params = ["x"] + [f"x_s{d}" for d in range(nd + 2)] + ["w"] + [f"w_s{d}" for d in range(nd + 2)] + self.table_param("w", w)
+        params += ["bias"] + (self.table_param("bias", b) if b is not None else [])
         for i, v in enumerate(ops):
-            params += [f"in{i}"] + [f"in{i}_s{d}" for d in range(nd + 2)]
+            params += [f"in{i}"] + [f"in{i}_s{d}" for d in range(nd + 2)] + self.table_param(f"in{i}", v)
         params += [f"out{j}" for j in range(len(k.outputs))]
         params += ["NB", "CIN_G", "COUT_G"] + [f"I{d}" for d in sp] + [f"O{d}" for d in sp] + [f"K{d}" for d in sp]
         params += ["HAS_BIAS: tl.constexpr", "BM: tl.constexpr", "BN: tl.constexpr", "BK: tl.constexpr"]
@@ -78,12 +79,15 @@ class ConvKernels:
         w_taps = " + ".join(f"t{d}[:, None] * w_s{d + 2}" for d in sp)
         w_chan = ("(g * CIN_G + ci[:, None]) * w_s0 + rn[None, :] * w_s1" if transposed
                   else "co[None, :] * w_s0 + ci[:, None] * w_s1")
-        body += [f"        bt = tl.load(w + {w_chan} + {w_taps}, mask=k_ok[:, None] & n_ok[None, :], other={'0' if integer else '0.0'})",
+        w_offs, w_mask = f"{w_chan} + {w_taps}", "k_ok[:, None] & n_ok[None, :]"
+        w_load = (f"tl.load(w + {w_offs}, mask={w_mask}, other={'0' if integer else '0.0'})" if self.table(w) is None
+                  else f"tl.load(w_t + tl.load(w + {w_offs}, mask={w_mask}, other=0), mask={w_mask}, other=0.0)")  # tied
+        body += [f"        bt = {w_load}",
                  "        acc += tl.dot(at, bt, out_dtype=tl.int32)" if integer else
                  '        acc += tl.dot(at.to(tl.float32), bt.to(tl.float32), input_precision="ieee")',
-                 "    if HAS_BIAS:",
-                 "        acc = acc + tl.load(bias + co, mask=n_ok, other=0.0).to(tl.float32)[None, :]",
                  "    mask = m_ok[:, None] & n_ok[None, :]"]
+        if b is not None:
+            body.insert(-1, f"    acc = acc + {self._load('bias', 'co', 'n_ok', b)}[None, :]")
         reg = {cv.outputs[0]: "acc"}
         for i, v in enumerate(ops):
             offs = " + ".join([f"n_i[:, None] * in{i}_s0", f"co[None, :] * in{i}_s1"]
@@ -101,12 +105,12 @@ class ConvKernels:
             self._alloc(v, names, lines)
         xs, ws = names[x], names[w]
         args = [xs] + [f"{xs}.stride({d})" for d in range(nd + 2)] + [ws] + [f"{ws}.stride({d})" for d in range(nd + 2)]
-        args.append(names[b] if b is not None else ws)
+        args += self.table_arg(names, w) + ([names[b]] + self.table_arg(names, b) if b is not None else [ws])
         out_shape = ", ".join(dim_code(d) for d in cv.outputs[0].type.shape)
         for v in ops:
             e = f"e{self._next()}"
             lines.append(f"    {e} = {names[v]}.expand({out_shape})")
-            args += [e] + [f"{e}.stride({d})" for d in range(nd + 2)]
+            args += [e] + [f"{e}.stride({d})" for d in range(nd + 2)] + self.table_arg(names, v)
         args += [names[v] for v in k.outputs]
         o = names[k.outputs[0]]
         cin_g = f"{xs}.shape[1] // {groups}"
