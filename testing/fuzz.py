@@ -9,7 +9,10 @@ Properties (each a function raising `PropertyFailed`; tests/test_properties.py r
 - passes:     every pass and every pipeline the CLI offers keeps the reference result within tolerance
               (testing/tolerance.py), the verifier accepts its output, and its IR round-trips;
 - idempotent: running a pass (or pipeline) twice gives the IR of running it once;
-- torch:      the torch backend agrees with the reference (float32 and float64 modules).
+- torch:      the torch backend agrees with the reference (float32 and float64 modules);
+- triton:     the fused and the unfused Triton plans agree with the reference;
+- lossy:      weight-only quantization and sparsification rewrite what they can, and every backend agrees
+              with the rewritten graph's reference (check_lossy).
 A program whose float64 reference is not finite (or huge) is *discarded*, not failed.
 
 `pnet fuzz` generates with hypothesis when it is installed (failures shrink to a minimal program) and with
@@ -31,7 +34,7 @@ import numpy as np
 
 from .generate import Program
 
-PROPERTIES = ("compile", "source", "ir", "passes", "idempotent", "torch", "triton")   # + one per backend
+PROPERTIES = ("compile", "source", "ir", "passes", "idempotent", "torch", "triton", "lossy")   # + one per backend
 HUGE = 1e6
 
 
@@ -234,6 +237,8 @@ def triton_available() -> str | None:
     """None when the Triton backend can run here (on a GPU, or under TRITON_INTERPRET=1 on the CPU)."""
     try:
         import torch  # noqa: F401
+        from ..backends.triton import runtime
+        runtime.ensure_mode(quiet=True)   # before triton's own @jit helpers (tl.zeros, ...) are decorated
         import triton  # noqa: F401
     except ImportError as e:
         return f"{e.name} is not installed"
@@ -257,6 +262,54 @@ def check_triton(graph, ref: Reference) -> None:
             assert_outputs_close(got, ref.ref32, ref.ref64)
         except AssertionError as e:
             raise PropertyFailed("triton", f"{label} plan disagrees with the reference: {e}") from None
+
+
+LOSSY = (("quantize", "w8"), ("quantize", "w4"), ("sparsify", "2:4"), ("sparsify", "density=0.5"))
+
+
+def check_lossy(graph, ref: Reference, seed: int = 0, backends=("torch", "triton")) -> int:
+    """The lossy passes (weight-only quantization, sparsification) on a random program: whatever layers
+    they rewrite, the result is verified, its IR round-trips, and every backend agrees with the reference
+    run *of the rewritten graph* (their error against the float model is measured by tests/test_quantize.py
+    and test_sparsify.py on real models: random programs can be arbitrarily ill-conditioned). Weight-only
+    schemes only: activation rounding (w8a8) can flip a step between backends on an ulp of difference, so
+    its integer ops are checked bit for bit op by op instead. Returns how many rewrites were checked."""
+    from ..backends import numpy_ref
+    from ..errors import PnetError
+    from ..passes.quantize import quantize_model
+    from ..passes.sparsify import sparsify
+    from ..passes.verify import verify
+    checked = 0
+    for i in (seed % len(LOSSY), (seed + 1) % len(LOSSY)):
+        kind, spec = LOSSY[i]
+        try:
+            if kind == "quantize":
+                r = quantize_model(graph, ref.params, spec)
+                g2, p2, touched = r.graph, r.params, bool(r.sites)
+            else:
+                g2, p2 = sparsify(graph, ref.params, spec)
+                touched = any(n.op in ("nm_matmul", "bsr_matmul") for n in g2.walk())
+        except PnetError:
+            continue   # nothing the pass can rewrite here (a clear refusal, not a crash)
+        except Exception as e:  # noqa: BLE001
+            raise PropertyFailed("lossy", f"{kind} {spec}: {type(e).__name__}: {str(e)[:300]}") from None
+        if not touched:
+            continue
+        try:
+            verify(g2)
+        except Exception as e:  # noqa: BLE001
+            raise PropertyFailed("lossy", f"{kind} {spec}: the verifier rejects the result: {e}") from None
+        check_ir(g2, f"graph after {kind} {spec}")
+        ref2 = Reference(ref.inputs, p2, numpy_ref.run(g2, ref.inputs, p2), numpy_ref.run(g2, ref.inputs, p2, float64=True))
+        checks = backend_checks()
+        for b in backends:
+            if checks[b][0]() is None:
+                try:
+                    checks[b][1](g2, ref2)
+                except PropertyFailed as e:
+                    raise PropertyFailed("lossy", f"after {kind} {spec}: {e.message}") from None
+        checked += 1
+    return checked
 
 
 # Backends checked against the reference: name -> (why it is unavailable or None, the check);
@@ -308,6 +361,8 @@ def check_program(prog: Program, properties=PROPERTIES, backends=("numpy", "torc
     for b in extra:
         checks[b][1](graph, ref)
         out.ran.append(b)
+    if "lossy" in properties and check_lossy(graph, ref, prog.seed, tuple(extra)):
+        out.ran.append("lossy")
     return out
 
 

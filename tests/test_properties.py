@@ -85,6 +85,17 @@ def test_triton_backend_agrees_with_the_reference(prog):
     F.check_triton(graph, reference(prog, graph))
 
 
+@pytest.mark.skipif(TORCH_MISSING is not None, reason=f"torch backend: {TORCH_MISSING}")
+@examples(60)
+@given(programs())
+def test_lossy_passes_keep_backends_in_agreement(prog):
+    """Weight-only quantization and sparsification of a random program's dense layers: the rewritten graph
+    verifies, round-trips, and torch and Triton agree with its reference."""
+    graph = F.compile_program(prog)
+    backends = ("torch",) + (() if TRITON_MISSING else ("triton",))
+    F.check_lossy(graph, reference(prog, graph), prog.seed, backends)
+
+
 # ---- the generator covers the registry -----------------------------------------------------------------------
 def test_every_op_can_be_generated():
     """Every registry op (kinds other than control/source) is generated, by its sampler in

@@ -229,6 +229,21 @@ def test_corrupt_cache_entry_is_rebuilt(tmp_path, monkeypatch):
     assert runtime._valid(path)
 
 
+def test_backend_check_sets_the_interpreter_before_triton_is_imported(tmp_path):
+    """The differential tester asks whether Triton can run before compiling anything: that check must set
+    TRITON_INTERPRET first, or triton's own @jit helpers (tl.zeros, ...) are decorated for a GPU and every
+    matmul kernel then fails under the interpreter ('Cannot call @triton.jit'd outside of ... a kernel')."""
+    script = ("import os\nos.environ.pop('TRITON_INTERPRET', None)\nfrom pnet.testing import fuzz as F\n"
+              "assert F.triton_available() is None\n"
+              "from pnet.dsl.compile import load_source\nfrom pnet.backends import triton as tb, numpy_ref\n"
+              "g = load_source('model m() {\\n  input a: f32[3, 4]\\n  input b: f32[4, 5]\\n  output y = a @ b\\n}\\n').graph\n"
+              "print(tb.compile(g).run(numpy_ref.random_inputs(g), {})['y'].shape)\n")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PNET_CACHE"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "(3, 5)" in out.stdout, out.stderr[-2000:]
+
+
 def test_concurrent_compiles_share_the_cache(tmp_path):
     script = (
         "from pnet.dsl.compile import load_source\nfrom pnet.backends import triton as tb, numpy_ref\n"
