@@ -3,7 +3,8 @@
 Per kernel class (fused softmax, layernorm, GEMM + bias + GELU, causal attention, an LSTM scan), per model
 (GPT-style decoder, ResNet-style CNN, MLP), block-sparse x @ W at densities 0.5 / 0.25 / 0.1 against the
 dense layer, and a w8a8 int8 GEMM: the same graph runs as pnet's compiled Triton module, as the torch
-backend's nn.Module (eager) and as torch.compile of that module, timed in one run (triton.testing.do_bench,
+backend's nn.Module (eager) and as torch.compile of that module (and a 2:4 layer also through torch's
+semi-structured sparse matmul), timed in one run (triton.testing.do_bench,
 median ms). Achieved memory bandwidth and FLOP/s come from the kernel plan's deterministic bytes and FLOPs,
 printed as a fraction of the device's peak (targets: memory-bound >= 85% of peak bandwidth, GEMM >= 0.9x
 torch, whole models >= 1.0x torch.compile). Record what you measure in benchmarks/RESULTS.md.
@@ -42,6 +43,7 @@ CASES = {
     "w8a8_gemm": (LIN.replace("BODY", "linear(x, n)"), {"B": 4096, "n": 4096}, TINY, "w8a8"),
     "dense_4096": (LIN.replace("BODY", "linear(x, n, bias=false)"), {"B": 4096, "n": 4096}, TINY, None),
 }
+CASES["nm_2:4"] = (CASES["dense_4096"][0], {"B": 4096, "n": 4096}, TINY, "2:4")
 for _d in (0.5, 0.25, 0.1):
     CASES[f"bsr_density_{_d}"] = (CASES["dense_4096"][0], {"B": 4096, "n": 4096}, {"B": 4, "n": 64}, f"block=32,density={_d}")
 
@@ -113,12 +115,33 @@ def run_case(name, case, gpu: bool, smoke: bool) -> dict:
             compiled_eager = torch.compile(eager)
             compiled_eager(**t_in)   # compile outside the timing
             row["compile_ms"] = bench(lambda: compiled_eager(**t_in))
+        if gpu and case[3] == "2:4":
+            row["torch_semi_structured_ms"] = _torch_semi_structured(graph, params, t_in, bench)
     totals = compiled.plan.totals(bindings)
     row.update(kernels=totals["kernels"], fallbacks=totals["fallbacks"], bytes=totals["bytes"], flops=totals["flops"])
     seconds = row["pnet_ms"] / 1e3
     row["GB/s"] = totals["bytes"] / seconds / 1e9
     row["TFLOP/s"] = totals["flops"] / seconds / 1e12
     return row
+
+
+def _torch_semi_structured(graph, params, t_in, bench):
+    """The same 2:4 layer through torch's semi-structured sparse kernels (cuSPARSELt / CUTLASS, f16), for
+    comparison: y^T = W^T (2:4 along K, the sparse first operand) @ x^T. None where torch cannot run it."""
+    import torch
+
+    from pnet.ir.ops.sparse import nm_dense_np
+    node = next(n for n in graph.walk() if n.op == "nm_matmul")
+    by_value = {p.value: p.name for p in graph.params}
+    values, meta = (params[by_value[v]] for v in node.inputs[1:3])
+    w_t = torch.as_tensor(nm_dense_np(values, meta, node.attrs["n"], node.attrs["m"])).T.contiguous().half().cuda()
+    x_t = next(iter(t_in.values())).half().T.contiguous()
+    try:
+        sparse = torch.sparse.to_sparse_semi_structured(w_t)
+        return bench(lambda: torch.mm(sparse, x_t))
+    except Exception as e:  # noqa: BLE001 - an unsupported GPU or shape: say so in the row
+        print(f"bench_gpu: torch semi-structured sparse unavailable here: {e}", file=sys.stderr)
+        return None
 
 
 def main(argv=None) -> int:
@@ -155,6 +178,9 @@ def main(argv=None) -> int:
               f"{r['GB/s']:>9.1f}{(100 * r['bw_frac'] if r['bw_frac'] else float('nan')):>6.0f}"
               f"{r['TFLOP/s']:>9.2f}{(100 * r['flop_frac'] if r['flop_frac'] else float('nan')):>6.0f}{r['kernels']:>5}")
     print("x eager / x compile: speedup of pnet over torch (above 1: pnet is faster)")
+    for r in rows:
+        if r.get("torch_semi_structured_ms"):
+            print(f"{r['case']}: torch semi-structured (f16) {r['torch_semi_structured_ms']:.3f} ms vs pnet {r['pnet_ms']:.3f} ms")
     return 0
 
 
