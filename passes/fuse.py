@@ -318,7 +318,9 @@ class _Planner:
             return
         operands = [v.type.dtype for v in n.inputs if v is not None]
         if n.op in CONV_OPS and all(is_float(d) for d in operands) or n.op.startswith("qconv") and set(operands) == {"i8"}:
-            self.new("conv", n)
+            k = self.new("conv", n)
+            if self.fuse and not n.op.startswith("qconv"):
+                self._absorb_prologue(k, n, n.inputs[1])   # a dequantized weight, computed in the weight tile
             return
         if n.op == "sdpa" and all(is_float(v.type.dtype) for v in n.inputs[:3]):
             self.new("attention", n)
@@ -367,8 +369,8 @@ class _Planner:
                 self.contiguous_after_transpose.add(t.outputs[0])
 
     def _absorb_prologue(self, k: Kernel, mm: Node, x: Value):
-        """A matmul operand computed by a pointwise kernel for this matmul alone (a dequantized weight, a masked
-        activation) is computed inside the matmul's tile loop instead: its kernel and its buffer disappear."""
+        """A matmul operand (or a conv weight) computed by a pointwise kernel for this op alone (a dequantized
+        weight, a masked activation) is computed inside its tile loop instead: its kernel and buffer disappear."""
         p = self.kernel_of.get(x)
         if p is None or p.kind != "pointwise" or p is k or x.type.rank < 2 or list(mm.inputs).count(x) != 1:
             return

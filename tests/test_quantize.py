@@ -288,6 +288,9 @@ def test_weight_only_dequantizes_inside_the_matmul(models):
     # the same kernels as the float model; each weight is read once, as int8 + its scales, instead of as f32
     assert t["kernels"] == t_float["kernels"]
     assert t_float["bytes"] - t["bytes"] == r.float_weight_bytes - r.quant_weight_bytes
+    # a conv weight read by one conv dequantizes in that conv's weight tile
+    gc, pc = models["cnn"]
+    assert any(k.kind == "conv" and "dequantize" in k.ops for k in plan(quantize_model(gc, pc, "w8").graph).kernels)
 
 
 def test_binary_ternary_and_fake(models):

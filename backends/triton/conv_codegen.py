@@ -38,8 +38,12 @@ class ConvKernels:
         a = cv.attrs
         stride, pad, dil, groups = a["stride"], a["padding"], a["dilation"], int(a["groups"])
         sp = range(nd)
+        pro = self._operands(k, plan, nodes=k.prologue[w]) if w in k.prologue else []   # weight computed in-tile
+        epi = [n for n in epi if w not in k.prologue or n not in k.prologue[w]]
         ops = self._operands(k, plan, nodes=epi)
         params = ["x"] + [f"x_s{d}" for d in range(nd + 2)] + ["w"] + [f"w_s{d}" for d in range(nd + 2)] + self.table_param("w", w)
+        for i, v in enumerate(pro):
+            params += [f"wp{i}"] + [f"wp{i}_s{d}" for d in range(nd + 2)] + self.table_param(f"wp{i}", v)
         params += ["bias"] + (self.table_param("bias", b) if b is not None else [])
         for i, v in enumerate(ops):
             params += [f"in{i}"] + [f"in{i}_s{d}" for d in range(nd + 2)] + self.table_param(f"in{i}", v)
@@ -80,8 +84,18 @@ class ConvKernels:
         w_chan = ("(g * CIN_G + ci[:, None]) * w_s0 + rn[None, :] * w_s1" if transposed
                   else "co[None, :] * w_s0 + ci[:, None] * w_s1")
         w_offs, w_mask = f"{w_chan} + {w_taps}", "k_ok[:, None] & n_ok[None, :]"
-        w_load = (f"tl.load(w + {w_offs}, mask={w_mask}, other={'0' if integer else '0.0'})" if self.table(w) is None
-                  else f"tl.load(w_t + tl.load(w + {w_offs}, mask={w_mask}, other=0), mask={w_mask}, other=0.0)")  # tied
+        if pro:  # the weight's pointwise prologue, on its operands' tiles at the same coordinates
+            reg = {}
+            for i, v in enumerate(pro):
+                reg[v] = f"wv{i}"
+                offs = w_offs.replace("w_s", f"wp{i}_s")
+                body.append(f"        wv{i} = {self._load(f'wp{i}', offs, w_mask, v)}")
+            self._expr_chain(k.prologue[w], reg, plan, body, indent="        ")
+            w_load = f"tl.where({w_mask}, {reg[w]}, 0.0)"
+        elif self.table(w) is not None:  # a tied weight: theta[idx[...]]
+            w_load = f"tl.load(w_t + tl.load(w + {w_offs}, mask={w_mask}, other=0), mask={w_mask}, other=0.0)"
+        else:
+            w_load = f"tl.load(w + {w_offs}, mask={w_mask}, other={'0' if integer else '0.0'})"
         body += [f"        bt = {w_load}",
                  "        acc += tl.dot(at, bt, out_dtype=tl.int32)" if integer else
                  '        acc += tl.dot(at.to(tl.float32), bt.to(tl.float32), input_precision="ieee")',
@@ -103,9 +117,19 @@ class ConvKernels:
         # launcher
         for v in k.outputs:
             self._alloc(v, names, lines)
-        xs, ws = names[x], names[w]
+        xs, ws = names[x], None
+        if pro:  # an in-tile weight: its first operand, expanded to the weight's shape, stands in for it
+            ws = f"e{self._next()}"
+            lines.append(f"    {ws} = {names[pro[0]]}.expand({', '.join(dim_code(d) for d in w.type.shape)})")
+        ws = ws or names[w]
         args = [xs] + [f"{xs}.stride({d})" for d in range(nd + 2)] + [ws] + [f"{ws}.stride({d})" for d in range(nd + 2)]
-        args += self.table_arg(names, w) + ([names[b]] + self.table_arg(names, b) if b is not None else [ws])
+        args += self.table_arg(names, w)
+        w_shape = ", ".join(dim_code(d) for d in w.type.shape)
+        for v in pro:  # the in-tile weight's operands, expanded to the weight's shape (views)
+            e = f"e{self._next()}"
+            lines.append(f"    {e} = {names[v]}.expand({w_shape})")
+            args += [e] + [f"{e}.stride({d})" for d in range(nd + 2)] + self.table_arg(names, v)
+        args += [names[b]] + self.table_arg(names, b) if b is not None else [ws]
         out_shape = ", ".join(dim_code(d) for d in cv.outputs[0].type.shape)
         for v in ops:
             e = f"e{self._next()}"
