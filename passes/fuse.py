@@ -369,25 +369,36 @@ class _Planner:
                 self.contiguous_after_transpose.add(t.outputs[0])
 
     def _absorb_prologue(self, k: Kernel, mm: Node, x: Value):
-        """A matmul operand (or a conv weight) computed by a pointwise kernel for this op alone (a dequantized
-        weight, a masked activation) is computed inside its tile loop instead: its kernel and buffer disappear."""
+        """A matmul operand (or a conv weight) computed by pointwise ops for this op alone (a dequantized weight,
+        a masked activation) is computed inside its tile loop instead: those ops leave their kernel (the kernel
+        disappears when nothing else is left in it) and the operand is never stored."""
         p = self.kernel_of.get(x)
         if p is None or p.kind != "pointwise" or p is k or x.type.rank < 2 or list(mm.inputs).count(x) != 1:
             return
-        reads = [v for n in p.nodes for v in n.inputs if v is not None and v not in self.scalars]
-        if any(n.op in ("const", "arange") for n in p.nodes):  # fills are written for 1-D pointwise blocks
+        inside = {v: n for n in p.nodes for v in n.outputs}
+        chain, todo = [], [inside.get(x)]   # the ops of p that x depends on
+        while todo:
+            n = todo.pop()
+            if n is not None and n not in chain:
+                chain.append(n)
+                todo += [inside.get(v) for v in n.inputs if v is not None]
+        chain = [n for n in p.nodes if n in chain]   # program order
+        reads = [v for n in chain for v in n.inputs if v is not None and v not in self.scalars and v not in inside]
+        if not chain or any(n.op in ("const", "arange") for n in chain):  # fills are written for 1-D blocks
             return
-        if p.nodes[-1].outputs[0] is not x or not reads or not all(broadcasts_to(v.type.shape, x.type.shape) for v in reads):
+        if not reads or not all(broadcasts_to(v.type.shape, x.type.shape) for v in reads):
             return
-        for n in p.nodes:
+        for n in chain:
             for v in n.outputs:
                 users = self.uses.get(v, [])
-                if v in self.outputs or not all(u in p.nodes or (v is x and u is mm) for u in users):
+                if v in self.outputs or not all(u in chain or (v is x and u is mm) for u in users):
                     return
-        self.kernels.remove(p)
-        k.nodes += p.nodes
-        k.prologue[x] = list(p.nodes)
-        for n in p.nodes:
+        p.nodes = [n for n in p.nodes if n not in chain]
+        if not p.nodes:
+            self.kernels.remove(p)
+        k.nodes += chain
+        k.prologue[x] = chain
+        for n in chain:
             for v in n.outputs:
                 self.kernel_of[v] = k
 
