@@ -434,9 +434,7 @@ class _Planner:
                 continue
             if k.kind == "bsr_matmul" and len(out_shape) != 2:  # the fused block-sparse loop is rank 2
                 continue
-            if k.kind in ("matmul", "conv", "bsr_matmul") and k.nodes[0].outputs[0].type.shape != out_shape:
-                continue
-            if k.kind in ("pointwise", "movement") and k.nodes[0].outputs[0].type.shape != out_shape:
+            if k.nodes[0].outputs[0].type.shape != out_shape:   # the host's iteration space
                 continue
             if all(u is None or u in self.scalars or self.kernel_of.get(u) is k or self._ready(u, k) for u in n.inputs):
                 return k

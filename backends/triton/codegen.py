@@ -603,10 +603,14 @@ class ModuleGen(IndexKernels, ConvKernels):
 
         def base(nm):
             return " + ".join([nm] + [f"cb{i} * {nm}_sb{i}" for i in range(batch)])
+
+        def offs(nm, rows, cols, s_rows, s_cols):
+            """Offsets of a [rows x cols] tile of operand `nm` (its batch coordinates included)."""
+            return " + ".join([f"cb{i} * {nm}_sb{i}" for i in range(batch)] + [f"{rows} * {nm}_{s_rows}", f"{cols} * {nm}_{s_cols}"])
         body += ["    rm = pid_m * BM + tl.arange(0, BM)", "    rn = pid_n * BN + tl.arange(0, BN)", "    rk = tl.arange(0, BK)"]
         # qmatmul: int8 tiles, exact int32 accumulation (the dequantize epilogue follows); else f32
         integer = mms[0].op == "qmatmul"
-        acc_t, cvt, zero = ("tl.int32", "", "0") if integer else ("tl.float32", ".to(tl.float32)", "0.0")
+        acc_t = "tl.int32" if integer else "tl.float32"
         dot = "out_dtype=tl.int32" if integer else 'input_precision="ieee"'
         body += [f"    acc{j} = tl.zeros((BM, BN), dtype={acc_t})" for j in range(len(bs))]
         body += ["    for k0 in range(0, K, BK):", "        kk = k0 + rk"]
@@ -616,8 +620,7 @@ class ModuleGen(IndexKernels, ConvKernels):
             reg = {}
             for i, v in enumerate(pro_ops[x]):
                 reg[v] = f"{tag}_{i}"
-                offs = " + ".join([f"cb{d} * {tag}p{i}_sb{d}" for d in range(batch)] + [f"{rows} * {tag}p{i}_s0", f"{cols} * {tag}p{i}_s1"])
-                body.append(f"        {tag}_{i} = {self._load(f'{tag}p{i}', offs, mask, v)}")
+                body.append(f"        {tag}_{i} = {self._load(f'{tag}p{i}', offs(f'{tag}p{i}', rows, cols, 's0', 's1'), mask, v)}")
             self._expr_chain(k.prologue[x], reg, plan, body, indent="        ")
             return f"tl.where({mask}, {reg[x]}, 0.0)"   # padding lanes must add nothing to the dot
 
@@ -625,24 +628,21 @@ class ModuleGen(IndexKernels, ConvKernels):
         if a_v in k.prologue:
             body.append(f"        at = ({in_tile(a_v, 'a', 'rm[:, None]', 'kk[None, :]', a_mask)}).to(tl.float32)")
         else:
-            body.append(f"        at = tl.load({base('a')} + rm[:, None] * a_sm + kk[None, :] * a_sk, mask={a_mask}, other={zero}){cvt}")
+            body.append(f"        at = {self._load('a', offs('a', 'rm[:, None]', 'kk[None, :]', 'sm', 'sk'), a_mask, a_v)}")
         for j in range(len(bs)):
-            b_offs, b_mask = f"kk[:, None] * b{j}_sk + rn[None, :] * b{j}_sn", "(kk[:, None] < K) & (rn[None, :] < N)"
-            b_load = (f"tl.load({base(f'b{j}')} + {b_offs}, mask={b_mask}, other={zero})" if self.table(bs[j]) is None else
-                      f"tl.load(b{j}_t + tl.load({base(f'b{j}')} + {b_offs}, mask={b_mask}, other=0), mask={b_mask}, other=0.0)")
+            b_mask = "(kk[:, None] < K) & (rn[None, :] < N)"
             if mms[j].op == "nm_matmul":
                 body += self._nm_tile(j, mms[j].attrs["n"], mms[j].attrs["m"], base, b_mask)
             elif bs[j] in k.prologue:
                 body.append(f"        bt = {in_tile(bs[j], f'b{j}', 'kk[:, None]', 'rn[None, :]', b_mask)}")
-            else:
-                body.append(f"        bt = {b_load}")
-            body.append(f'        acc{j} += tl.dot(at, bt{cvt}, {dot})')
+            else:  # (a tied weight: theta[idx[...]])
+                body.append(f"        bt = {self._load(f'b{j}', offs(f'b{j}', 'kk[:, None]', 'rn[None, :]', 'sk', 'sn'), b_mask, bs[j])}")
+            body.append(f'        acc{j} += tl.dot(at, bt, {dot})')
         body.append("    mask = (rm[:, None] < M) & (rn[None, :] < N)")
         reg = {n.outputs[0]: f"acc{j}" for j, n in enumerate(mms)}
         for i, v in enumerate(ops):
-            offs = " + ".join([f"cb{d} * in{i}_sb{d}" for d in range(batch)] + [f"rm[:, None] * in{i}_sm", f"rn[None, :] * in{i}_sn"])
             reg[v] = f"e{i}"
-            body.append(f"    e{i} = {self._load(f'in{i}', offs, 'mask', v)}")
+            body.append(f"    e{i} = {self._load(f'in{i}', offs(f'in{i}', 'rm[:, None]', 'rn[None, :]', 'sm', 'sn'), 'mask', v)}")
         self._expr_chain(epi, reg, plan, body)
         flat_b = " + ".join(["0"] + [f"cb{i} * {'*'.join(f'bs{j}' for j in range(i + 1, batch)) or '1'}" for i in range(batch)])
         body.append(f"    out_offs = ({flat_b}) * M * N + rm[:, None] * N + rn[None, :]")

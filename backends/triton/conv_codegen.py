@@ -92,10 +92,8 @@ class ConvKernels:
                 body.append(f"        wv{i} = {self._load(f'wp{i}', offs, w_mask, v)}")
             self._expr_chain(k.prologue[w], reg, plan, body, indent="        ")
             w_load = f"tl.where({w_mask}, {reg[w]}, 0.0)"
-        elif self.table(w) is not None:  # a tied weight: theta[idx[...]]
-            w_load = f"tl.load(w_t + tl.load(w + {w_offs}, mask={w_mask}, other=0), mask={w_mask}, other=0.0)"
-        else:
-            w_load = f"tl.load(w + {w_offs}, mask={w_mask}, other={'0' if integer else '0.0'})"
+        else:  # (a tied weight: theta[idx[...]])
+            w_load = self._load("w", w_offs, w_mask, w)
         body += [f"        bt = {w_load}",
                  "        acc += tl.dot(at, bt, out_dtype=tl.int32)" if integer else
                  '        acc += tl.dot(at.to(tl.float32), bt.to(tl.float32), input_precision="ieee")',
