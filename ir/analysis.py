@@ -35,7 +35,6 @@ def at(expr, bindings: dict) -> int:
 def weight_of_matmul(n, pvals: dict):
     """For `x @ W` or `x @ W.T` with W a rank-2 float parameter (a dense layer): (param, transposed), else
     None. What the weight-rewriting passes (quantize, sparsify) look for; `pvals` maps values to params."""
-    from .types import is_float
     if n.op != "matmul" or len(n.inputs) != 2:
         return None
     x, w = n.inputs

@@ -172,12 +172,8 @@ def _hessians(g: Graph, params: dict, sites: list[Site], calib: dict) -> dict:
             chosen.setdefault(s.param.name, s)
     if not chosen:
         return {}
-    try:
-        arrays = capture(g, [s.node.inputs[0] for s in chosen.values()], check_calib(g, calib), params)
-    except ShapeError as e:
-        raise UsageError(f"calibration data: {e.message}") from None
     out = {}
-    for (name, s), x in zip(chosen.items(), arrays):
+    for (name, s), x in zip(chosen.items(), _layer_inputs(g, params, list(chosen.values()), calib)):
         x2 = x.reshape(-1, x.shape[-1]).astype(np.float64)
         if len(x2) >= 2 * x2.shape[1]:  # fewer rows than ~2 per feature: H is too rank-poor, GPTQ would overfit
             out[name] = (x2.T @ x2 / len(x2), s.transposed)
@@ -335,16 +331,20 @@ def capture(graph: Graph, values: list[Value], inputs: dict, params: dict) -> li
     return [out[f"v{i}"] for i in range(len(values))]
 
 
+def _layer_inputs(g: Graph, params: dict, sites: list[Site], calib: dict) -> list[np.ndarray]:
+    """Each layer's float input on the calibration data (checked against the model's inputs first)."""
+    data = check_calib(g, calib)
+    try:
+        return capture(g, [s.node.inputs[0] for s in sites], data, params)
+    except ShapeError as e:
+        raise UsageError(f"calibration data: {e.message}") from None
+
+
 def _calibrate(g: Graph, params: dict, sites: list[Site], calib: dict | None):
     if calib is None:
         raise UsageError("quantize: static activation scales need calibration data (--calib inputs.npz), "
                          "or use act='dynamic'")
-    data = check_calib(g, calib)
-    try:
-        arrays = capture(g, [s.node.inputs[0] for s in sites], data, params)
-    except ShapeError as e:
-        raise UsageError(f"calibration data: {e.message}") from None
-    for s, a in zip(sites, arrays):
+    for s, a in zip(sites, _layer_inputs(g, params, sites, calib)):
         m = np.abs(a.astype(np.float64)).ravel()
         if s.opts.observer == "percentile":
             v = float(np.percentile(m, s.opts.percentile)) if m.size else 0.0
