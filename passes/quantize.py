@@ -153,8 +153,9 @@ def quantize_model(graph: Graph, params: dict, scheme: str | None = None, calib:
         _calibrate(g, params, static, calib)
     result = QuantResult(g, {})
     new_params = dict(params)
-    hessians = _hessians(g, params, sites, calib) if calib is not None and gptq_rounding and not fake else {}
-    _rewrite(g, new_params, sites, param_opts, fake, calib, result, hessians)
+    plans = _plans(sites, param_opts)
+    rounded = _gptq_weights(g, params, sites, plans, calib) if calib is not None and gptq_rounding and not fake else {}
+    _rewrite(g, new_params, sites, param_opts, plans, fake, calib, result, rounded)
     drop_unused_params(g, new_params)
     verify(g)
     result.graph, result.params, result.sites = g, new_params, sites
@@ -163,20 +164,61 @@ def quantize_model(graph: Graph, params: dict, scheme: str | None = None, calib:
     return result
 
 
-def _hessians(g: Graph, params: dict, sites: list[Site], calib: dict) -> dict:
-    """Per weight param of a dense layer: (X^T X / rows, transposed) of the layer's float input on the
-    calibration data (the first such layer when a weight is shared)."""
+def _plans(sites: list[Site], param_opts: dict) -> dict[str, tuple[Options, int, int]]:
+    """Which params get quantized, with which options, channel axis and group axis: a param annotation's
+    options win, else those of the param's first site."""
+    plans: dict[str, tuple[Options, int, int]] = {}
+    for s in sites:
+        plans.setdefault(s.param.name, (s.opts, s.channel_axis, s.group_axis))
+    for name, opts in param_opts.items():
+        prev = plans.get(name)
+        ch, ga = (prev[1], prev[2]) if prev else (0, 1)
+        plans[name] = (opts, ch, ga)
+    return plans
+
+
+def _gptq_weights(g: Graph, params: dict, sites: list[Site], plans: dict, calib: dict) -> dict[str, "QWeight"]:
+    """The weight-only (w8, w4) dense weights, rounded by GPTQ one after another in the order the model first
+    reads them. Each layer's Hessian is taken on its input in the model whose earlier weights are already
+    quantized, and a weight read by one layer only is first moved to the least-squares target
+    W* = argmin ||X~ W* - X W|| (X: the float model's input, X~: the quantized model's), so that it also
+    corrects the error the earlier layers left in its input (asymmetric calibration, as in GPTAQ, Li et al.
+    2025). A weight shared with other ops (a tied embedding) keeps its values: changing them would move its
+    other uses. Layers with fewer than two calibration rows per input feature round to nearest."""
     chosen: dict[str, Site] = {}
     for s in sites:
-        if s.node.op == "matmul" and s.opts.scheme in ("w8", "w4"):  # weight-only: GPTQ's setting
+        if s.node.op == "matmul" and plans[s.param.name][0].scheme in ("w8", "w4"):   # GPTQ's setting
             chosen.setdefault(s.param.name, s)
     if not chosen:
         return {}
+    first_use, uses = {}, {}
+    for i, n in enumerate(g.nodes):
+        for v in {v for v in n.inputs if v is not None} | (set(_free_values(n.body)) if n.body is not None else set()):
+            first_use.setdefault(v, i)
+            uses[v] = uses.get(v, 0) + 1
+    order = sorted(chosen.values(), key=lambda s: first_use[s.param.value])
+    float_inputs = _layer_inputs(g, params, order, calib)
+    data = check_calib(g, calib)
+    current = dict(params)          # the model so far: quantized weights dequantized in place
     out = {}
-    for (name, s), x in zip(chosen.items(), _layer_inputs(g, params, list(chosen.values()), calib)):
-        x2 = x.reshape(-1, x.shape[-1]).astype(np.float64)
-        if len(x2) >= 2 * x2.shape[1]:  # fewer rows than ~2 per feature: H is too rank-poor, GPTQ would overfit
-            out[name] = (x2.T @ x2 / len(x2), s.transposed)
+    for s, x in zip(order, float_inputs):
+        w = np.asarray(params[s.param.name])
+        k = w.shape[1 - s.channel_axis]
+        xf = x.reshape(-1, k).astype(np.float64)
+        if len(xf) < 2 * k:          # fewer rows than ~2 per feature: H is too rank-poor, GPTQ would overfit
+            continue
+        xq = capture(g, [s.node.inputs[0]], data, current)[0].reshape(-1, k).astype(np.float64)
+        h = xq.T @ xq / len(xq)
+        target = w
+        if uses[s.param.value] == 1:
+            w_kn = (w.T if s.transposed else w).astype(np.float64)
+            damp = 0.01 * float(np.mean(np.diag(h))) * np.eye(k)
+            t = np.linalg.solve(h + damp, xq.T @ xf / len(xq) @ w_kn + damp @ w_kn).astype(w.dtype)
+            target = t.T if s.transposed else t
+        opts, ch, ga = plans[s.param.name]
+        qw = _quantize_weight(s.param, target, opts, ch, ga, (h, s.transposed))
+        current[s.param.name] = _dequantize_np(qw.q, qw.scale, dtype="f32").astype(w.dtype)
+        out[s.param.name] = qw
     return out
 
 
@@ -535,21 +577,13 @@ class _Emitter:
         return v
 
 
-def _rewrite(g: Graph, params: dict, sites: list[Site], param_opts: dict, fake: bool, calib, result: QuantResult,
-             hessians: dict | None = None):
+def _rewrite(g: Graph, params: dict, sites: list[Site], param_opts: dict, plans: dict, fake: bool, calib,
+             result: QuantResult, rounded: dict):
+    """`rounded`: weights already quantized (by GPTQ); the others are rounded to nearest here."""
     em = _Emitter(g)
     qweights: dict[str, QWeight] = {}
     by_node = {id(s.node): s for s in sites}
     site_params = {s.param.name for s in sites}
-
-    # which params get quantized, with which options and channel axis: a param annotation wins, else its first site
-    plans: dict[str, tuple[Options, int, int]] = {}
-    for s in sites:
-        plans.setdefault(s.param.name, (s.opts, s.channel_axis, s.group_axis))
-    for name, opts in param_opts.items():
-        prev = plans.get(name)
-        ch, ga = (prev[1], prev[2]) if prev else (0, 1)
-        plans[name] = (opts, ch, ga)
     pmap = {p.name: p for p in g.params}
 
     if fake:
@@ -559,7 +593,7 @@ def _rewrite(g: Graph, params: dict, sites: list[Site], param_opts: dict, fake: 
     for name, (opts, ch, ga) in plans.items():
         p = pmap[name]
         w = np.asarray(params[name])
-        qw = _quantize_weight(p, w, opts, ch, ga, (hessians or {}).get(name))
+        qw = rounded.get(name) or _quantize_weight(p, w, opts, ch, ga)
         qweights[name] = qw
         qdtype = "u8" if qw.packed_axis is not None else "i8"
         stored = em.param(qw.qname, qw.stored, qdtype, p, params)
