@@ -11,7 +11,8 @@ and an annotation that covers no quantizable layer is an error at the annotation
 
 Schemes (`SCHEMES`):
 - `w8a8`: int8 weights, symmetric per output channel ([-127, 127]); int8 activations, per-tensor static
-  scales from calibration data (`act="static"`: min/max or percentile observer) or per-token dynamic scales
+  scales from calibration data (`act="static"`: min/max, percentile or mse observer; affine with a zero
+  point over [-128, 127] where the layer allows it, see `_affine_ok`) or per-token dynamic scales
   (`act="dynamic"`, the default without calibration data); `qmatmul`/`qconv` accumulate in int32, and the
   epilogue dequantizes (one combined scale for static activations);
 - `w8`, `w4`: weight-only, group-wise symmetric scales along the reduction axis (`group_size`, one group
@@ -84,6 +85,7 @@ class Site:
     int_path: bool = False     # computes qmatmul/qconv (else weight-only dequantize)
     new_output: Value | None = None
     act_scale: float | None = None
+    act_zero_point: int | None = None   # static affine activations (int8 [-128, 127]); None: symmetric
     orig_output: Value | None = None   # the float graph's output of this layer
     report: "LayerReport | None" = None
 
@@ -387,6 +389,9 @@ def _calibrate(g: Graph, params: dict, sites: list[Site], calib: dict | None):
         raise UsageError("quantize: static activation scales need calibration data (--calib inputs.npz), "
                          "or use act='dynamic'")
     for s, a in zip(sites, _layer_inputs(g, params, sites, calib)):
+        if _affine_ok(s.node):
+            s.act_scale, s.act_zero_point = _affine_range(a.astype(np.float32).ravel(), s.opts)
+            continue
         m = np.abs(a.astype(np.float64)).ravel()
         if s.opts.observer == "percentile":
             v = float(np.percentile(m, s.opts.percentile)) if m.size else 0.0
@@ -396,6 +401,39 @@ def _calibrate(g: Graph, params: dict, sites: list[Site], calib: dict | None):
         if s.opts.observer == "mse" and v > 0:
             x = a.astype(np.float32).ravel()
             s.act_scale = float(_search_clip(x, np.asarray([s.act_scale], np.float32), 8)[0])
+
+
+def _affine_ok(n: Node) -> bool:
+    """Whether the layer can take an activation zero point: its integer product then needs only a per-output
+    -channel correction zp * sum(W). A padded conv cannot (its zero padding would have to be zp, and the
+    correction would change at the borders), so it keeps symmetric activations."""
+    return n.op == "matmul" or all(p == 0 for p in n.attrs["padding"])
+
+
+def _affine(lo: float, hi: float) -> tuple[float, int]:
+    """Scale and zero point mapping [lo, hi] (widened to hold 0, which stays exact) onto int8 [-128, 127]."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi - lo <= 0:
+        return 1.0, 0
+    scale = float(np.float32((hi - lo) / 255.0))
+    return scale, int(np.clip(np.rint(-128.0 - lo / scale), -128, 127))
+
+
+def _affine_range(x: np.ndarray, opts: Options) -> tuple[float, int]:
+    """Static affine activation parameters from calibration values: the min/max, the `percentile` on both
+    sides, or (mse) the shrinking of the min/max range with the least squared quantization error."""
+    if not x.size:
+        return 1.0, 0
+    if opts.observer == "percentile":
+        return _affine(float(np.percentile(x, 100.0 - opts.percentile)), float(np.percentile(x, opts.percentile)))
+    lo, hi = float(x.min()), float(x.max())
+    if opts.observer != "mse":
+        return _affine(lo, hi)
+
+    def err(sz):
+        s, z = np.asarray(sz[0], np.float32), np.asarray(sz[1], np.int32)
+        return float(((_dequantize_np(_quantize_np(x, s, z, 8, False), s, z, dtype="f32") - x).astype(np.float64) ** 2).sum())
+    return min((_affine(r * lo, r * hi) for r in CLIP_RATIOS), key=err)
 
 
 # ---- weights ------------------------------------------------------------------------------------------
@@ -642,7 +680,8 @@ def _rewrite(g: Graph, params: dict, sites: list[Site], param_opts: dict, plans:
         r = rows.get(s.param.name)
         if r is None:
             continue
-        act = ("static %.6g" % s.act_scale) if s.int_path and s.act_scale is not None else \
+        act = ("static %.6g" % s.act_scale + ("" if s.act_zero_point is None else " zp %d" % s.act_zero_point)) \
+            if s.int_path and s.act_scale is not None else \
             ("dynamic per-token" if s.int_path and s.opts.scheme == "w8a8" else
              ("dynamic mean|x| (sign)" if s.int_path else "float (weight-only)"))
         s.report = LayerReport(s.node.scope or s.param.name, s.node.op, s.opts.scheme, s.param.name,
@@ -666,15 +705,15 @@ def _int_layer(em: _Emitter, n: Node, s: Site, qw: QWeight, body: list, calib, p
     conv = n.op in CONVS
     rank_out = n.outputs[0].type.rank
     ann = n.annotations
+    xz = None
     if s.opts.scheme == "w8a8":
         mode = _act_mode(s.opts, calib)
         if mode == "static":
-            xs = em.param(f"{s.param.name}.in_scale" + ("" if not _taken(em.g, f"{s.param.name}.in_scale") else f"_{n.outputs[0].id}"),
-                          np.asarray(s.act_scale, np.float32), "f32", s.param, params)
+            xs, xz = _static_act_params(em, n, s, params)
         else:
             axis = list(range(1, x.type.rank)) if conv else -1
             xs = em.node("dynamic_scale", [x], {"axis": axis, "bits": 8}, n, body, ann)
-        xq = em.node("quantize", [x, xs], {"bits": 8, "narrow": True}, n, body, ann)
+        xq = em.node("quantize", [x, xs] + ([xz] if xz is not None else []), {"bits": 8, "narrow": xz is None}, n, body, ann)
     else:
         axis = list(range(1, x.type.rank)) if conv else -1
         xs = em.node("dynamic_scale", [x], {"axis": axis, "method": "absmean"}, n, body, ann)
@@ -695,7 +734,12 @@ def _int_layer(em: _Emitter, n: Node, s: Site, qw: QWeight, body: list, calib, p
     dtype = n.outputs[0].type.dtype
     if s.opts.scheme == "w8a8" and xs.producer is None:  # static: one combined scale in the epilogue
         ws = em.node("mul", [ws, xs], {}, n, em.hoisted)
-        y = em.node("dequantize", [acc, ws], {"dtype": dtype}, n, body, ann)
+        corr = []
+        if xz is not None:  # sum_k (x_k - zp) w_k = acc - zp * sum_k w_k: the zero point's term, a constant
+            zsum = s.act_zero_point * qw.q.astype(np.int64).sum(axis=s.reduce_axes)
+            corr = [em.param(_fresh(em.g, f"{s.param.name}.in_zero_sum", n), zsum.reshape(epi_shape).astype(np.int32),
+                             "i32", s.param, params)]
+        y = em.node("dequantize", [acc, ws] + corr, {"dtype": dtype}, n, body, ann)
     else:
         y = em.node("dequantize", [acc, ws], {"dtype": dtype}, n, body, ann)
         y = em.node("mul", [y, xs], {}, n, body, ann)
@@ -705,8 +749,18 @@ def _int_layer(em: _Emitter, n: Node, s: Site, qw: QWeight, body: list, calib, p
     return y
 
 
-def _taken(g, name):
-    return any(p.name == name for p in g.params)
+def _fresh(g, name, n: Node) -> str:
+    """`name`, or `name_<id>` when another layer reading the same weight has taken it."""
+    return f"{name}_{n.outputs[0].id}" if any(p.name == name for p in g.params) else name
+
+
+def _static_act_params(em: _Emitter, n: Node, s: Site, params: dict) -> tuple[Value, Value | None]:
+    """The layer's static activation scale param, and its zero point param (i32 scalar) when affine."""
+    xs = em.param(_fresh(em.g, f"{s.param.name}.in_scale", n), np.asarray(s.act_scale, np.float32), "f32", s.param, params)
+    if s.act_zero_point is None:
+        return xs, None
+    return xs, em.param(_fresh(em.g, f"{s.param.name}.in_zero_point", n), np.asarray(s.act_zero_point, np.int32),
+                        "i32", s.param, params)
 
 
 def _rewrite_fake(g, em, params, sites, plans, pmap, calib, result):
@@ -732,12 +786,14 @@ def _rewrite_fake(g, em, params, sites, plans, pmap, calib, result):
         s = by_node.get(id(n))
         if s is not None and s.opts.scheme == "w8a8":
             x = n.inputs[0]
+            xz = None
             if _act_mode(s.opts, calib) == "static":
-                xs = em.param(f"{s.param.name}.in_scale", np.asarray(s.act_scale, np.float32), "f32", s.param, params)
+                xs, xz = _static_act_params(em, n, s, params)
             else:
                 axis = list(range(1, x.type.rank)) if n.op in CONVS else -1
                 xs = em.node("dynamic_scale", [x], {"axis": axis, "bits": 8}, n, body, n.annotations)
-            n.inputs[0] = em.node("fake_quant", [x, xs], {"bits": 8, "narrow": True}, n, body, n.annotations)
+            n.inputs[0] = em.node("fake_quant", [x, xs] + ([xz] if xz is not None else []),
+                                  {"bits": 8, "narrow": xz is None}, n, body, n.annotations)
         n.inputs = [wfq[pv[v]] if v is not None and v in pv else v for v in n.inputs]
         if s is not None:
             s.new_output = n.outputs[0]

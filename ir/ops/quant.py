@@ -157,7 +157,8 @@ def _dequantize_torch(T, q, scale, zero_point=None, *, dtype):
 
 register("dequantize", "q, scale, zero_point?", attrs={"dtype": "f32"}, infer=_dequantize_infer,
          ref=_dequantize_np, torch=_dequantize_torch,
-         triton=lambda q, scale, zero_point=None, *, dtype: f"(({q}) * 1.0 - ({zero_point or 0}) * 1.0) * ({scale})",
+         triton=lambda q, scale, zero_point=None, *, dtype: f"(({q}) * 1.0) * ({scale})" if zero_point is None else
+         f"(({q}) - ({zero_point})).to(tl.float32) * ({scale})",   # the difference in integers, as the reference
          doc="x = (q - zero_point) * scale in `dtype` (the integer difference is exact in int64, then one "
              "conversion and one multiply); scale/zero_point broadcast or cover blocks like quantize's")
 
