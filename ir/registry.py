@@ -140,5 +140,5 @@ def _load():
     if not _loaded:
         _loaded = True
         from .ops import elementwise, reduce, linalg, movement, nn, conv, index, attention, control  # noqa: F401
-        from .ops import quant  # noqa: F401  (quantize / dequantize / qmatmul / qconv / int4 packing)
+        from .ops import quant  # noqa: F401  (quantize / dequantize / qmatmul / qconv / sub-byte packing)
         from .ops import sparse  # noqa: F401  (nm_matmul / bsr_matmul sparse weight layouts, topk_mask)

@@ -36,7 +36,7 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.types import BYTES, DTYPES, is_float, numel
 
 VIEW_OPS = {"transpose", "expand_dims", "squeeze", "broadcast_to", "slice", "reshape"}
-MOVE_OPS = {"flip", "roll", "repeat", "tile", "pad", "concat", "reshape", "unpack_int4"}  # copies: "movement" kernels
+MOVE_OPS = {"flip", "roll", "repeat", "tile", "pad", "concat", "reshape", "unpack_bits"}  # copies: "movement" kernels
 REDUCE_OPS = {"sum", "mean", "max", "min", "logsumexp", "var", "std", "argmax", "argmin"}
 ROW_OPS = {"softmax", "log_softmax", "layernorm", "rmsnorm"}
 

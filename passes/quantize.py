@@ -16,10 +16,11 @@ Schemes (`SCHEMES`):
   (`act="dynamic"`, the default without calibration data); `qmatmul`/`qconv` accumulate in int32, and the
   epilogue dequantizes (one combined scale for static activations);
 - `w8`, `w4`: weight-only, group-wise symmetric scales along the reduction axis (`group_size`, one group
-  when the axis is not a multiple of it); int4 weights are packed two per byte (`pack_int4`), unpacked and
+  when the axis is not a multiple of it); int4 weights are packed two per byte (`pack_bits`), unpacked and
   dequantized in the graph, the layer itself runs in float;
 - `binary` / `ternary`: weights sign(w) / {-1, 0, +1} (threshold 0.7 mean|w|) with a per-output-channel
-  scale (the mean |w| of the kept weights), activations sign(x) with a dynamic mean|x| scale (XNOR-Net);
+  scale (the mean |w| of the kept weights), stored 1 / 2 bits a weight (`STORAGE_BITS`), activations sign(x)
+  with a dynamic mean|x| scale (XNOR-Net);
 - `fake=True`: quantize-dequantize in float instead (`fake_quant`, straight-through gradient in the torch
   backend) for quantization-aware training; weights stay float parameters (w8a8, w8, w4; per channel).
 """
@@ -45,6 +46,7 @@ OBSERVERS = ("minmax", "percentile", "mse")
 CLIP_RATIOS = np.linspace(0.5, 1.0, 26)
 ACTS = ("auto", "static", "dynamic")
 CONVS = ("conv1d", "conv2d", "conv3d")
+STORAGE_BITS = {"w4": 4, "ternary": 2, "binary": 1}   # packed storage (pack_bits); the others are int8
 ANNOTATION_KEYS = ("scheme", "group_size", "act", "observer", "percentile")
 
 
@@ -527,6 +529,7 @@ class QWeight:
     scale: np.ndarray             # broadcastable against the weight
     stored: np.ndarray            # what the param holds (packed for w4)
     packed_axis: int | None = None
+    bits: int = 8                 # of storage, when packed
     float_value: Value | None = None   # dequantized in the graph, made on first need
     int_value: Value | None = None     # the i8 weight in the graph
     scale_value: Value | None = None
@@ -578,14 +581,15 @@ def _quantize_weight(p: Param, w: np.ndarray, opts: Options, channel_axis: int, 
                 q = g.T.copy() if transposed else g
     s = _squeeze_leading(s)
     stored, packed_axis = q, None
-    if scheme in ("w4", "binary", "ternary"):  # 4-bit storage (binary/ternary values fit in int4)
-        even = [i for i in [group_axis] + list(range(w.ndim)) if w.shape[i] % 2 == 0]
-        if even:
-            packed_axis = even[0]
-            stored = _pack_np(q, axis=packed_axis)
+    bits = STORAGE_BITS.get(scheme, 8)
+    if bits < 8:   # packed 8/bits to a byte along the first axis (the group axis preferred) that they divide
+        fits = [i for i in [group_axis] + list(range(w.ndim)) if w.shape[i] % (8 // bits) == 0]
+        if fits:
+            packed_axis = fits[0]
+            stored = _pack_np(q, bits=bits, axis=packed_axis)
     base = p.name
-    return QWeight(scheme, channel_axis, base + (".q4" if packed_axis is not None else ".q"), base + ".scale",
-                   q, s, stored, packed_axis)
+    return QWeight(scheme, channel_axis, base + (f".q{bits}" if packed_axis is not None else ".q"), base + ".scale",
+                   q, s, stored, packed_axis, bits)
 
 
 # ---- the rewrite ----------------------------------------------------------------------------------------
@@ -638,7 +642,7 @@ def _rewrite(g: Graph, params: dict, sites: list[Site], param_opts: dict, plans:
         qw.scale_value = em.param(qw.sname, qw.scale, "f32", p, params)
         iv = stored
         if qw.packed_axis is not None:
-            iv = em.node("unpack_int4", [stored], {"axis": qw.packed_axis}, p, em.hoisted)
+            iv = em.node("unpack_bits", [stored], {"bits": qw.bits, "axis": qw.packed_axis}, p, em.hoisted)
         qw.int_value = iv
         deq = _dequantize_np(qw.q, qw.scale, dtype="f32")
         err = deq.astype(np.float64) - w.astype(np.float64)

@@ -42,7 +42,7 @@ BOUND_LIMIT = 1e4         # a value whose |.| estimate exceeds this gets squashe
 SKIP_KINDS = ("control", "source")
 # Ops only the quantization / sparsity passes introduce, whose operands (i8 conv windows, N:M metadata, BSR index
 # lists) must come from the pass to be valid. tests/test_quantize.py and tests/test_sparsify.py fuzz each of them
-# op by op (hypothesis, torch against NumPy). quantize/dequantize/fake_quant/qmatmul/int4 packing have samplers.
+# op by op (hypothesis, torch against NumPy). quantize/dequantize/fake_quant/qmatmul/sub-byte packing have samplers.
 PASS_ONLY_OPS = ("qconv1d", "qconv2d", "qconv3d", "nm_matmul", "bsr_matmul")
 
 # Constructs the generator steers around while a compiler bug it found is open: name -> the regression file
@@ -1996,19 +1996,27 @@ def s_qmatmul(g, ctx, op):
     return Call([a, b], {}, exact=True, bound=float(128 * 128 * 5))  # K <= 5 (small dims)
 
 
-def s_pack_int4(g, ctx, op):
-    q = _quantized(g, ctx, lambda v: v.type.rank >= 1 and v.type.shape[-1].is_Integer and int(v.type.shape[-1]) % 2 == 0)
-    if q is None:
-        return None
-    return Call([q], {}, exact=True, bound=255.0)
+def _packable(g, ctx, bits):
+    per = 8 // bits
+    return _quantized(g, ctx, lambda v: v.type.rank >= 1 and v.type.shape[-1].is_Integer and int(v.type.shape[-1]) % per == 0)
 
 
-def s_unpack_int4(g, ctx, op):
-    q = _quantized(g, ctx, lambda v: v.type.rank >= 1 and v.type.shape[-1].is_Integer and int(v.type.shape[-1]) % 2 == 0)
+def s_pack_bits(g, ctx, op):
+    bits = g.ch.choice([1, 2, 4])
+    q = _packable(g, ctx, bits)
     if q is None:
         return None
-    return Call([Arg(f"pack_int4({q.expr})", q.type.with_shape(q.type.shape[:-1] + (q.type.shape[-1] / 2,)).with_dtype("u8"),
-                     True, 255.0)], {}, exact=True, bound=8.0)
+    return Call([q], {"bits": bits}, exact=True, bound=255.0)
+
+
+def s_unpack_bits(g, ctx, op):
+    bits = g.ch.choice([1, 2, 4])
+    q = _packable(g, ctx, bits)
+    if q is None:
+        return None
+    packed = q.type.with_shape(q.type.shape[:-1] + (q.type.shape[-1] / (8 // bits),)).with_dtype("u8")
+    return Call([Arg(f"pack_bits({q.expr}, bits={bits})", packed, True, 255.0)], {"bits": bits}, exact=True,
+                bound=float(2 ** (bits - 1)))
 
 
 def s_sdpa(g, ctx, op):
@@ -2221,7 +2229,7 @@ TABLE: dict[str, Spec] = {
     "segment_sum": Spec(s_segment), "segment_mean": Spec(s_segment), "segment_max": Spec(s_segment),
     "one_hot": Spec(s_one_hot),
     "quantize": Spec(s_quantize), "dequantize": Spec(s_dequantize), "fake_quant": Spec(s_fake_quant),
-    "qmatmul": Spec(s_qmatmul), "pack_int4": Spec(s_pack_int4), "unpack_int4": Spec(s_unpack_int4),
+    "qmatmul": Spec(s_qmatmul), "pack_bits": Spec(s_pack_bits), "unpack_bits": Spec(s_unpack_bits),
     # attention
     "sdpa": Spec(s_sdpa, weight=1.2),
 }

@@ -191,21 +191,31 @@ def test_round_half_to_even_and_nan():
 
 
 @FAST
-@given(st.integers(1, 4), st.integers(1, 5), st.integers(0, 1), st.integers(0, 2**31 - 1))
-def test_int4_pack_roundtrip(r, c, axis, seed):
+@given(st.sampled_from([1, 2, 4]), st.integers(1, 4), st.integers(1, 3), st.integers(0, 1), st.integers(0, 2**31 - 1))
+def test_sub_byte_pack_roundtrip(bits, r, c, axis, seed):
+    """Values that fit in `bits` (two's complement; +-1 for one bit) survive pack -> unpack, 8/bits to a byte."""
     rng = np.random.default_rng(seed)
+    per = 8 // bits
     shape = [r, c]
-    shape[axis] *= 2
-    q = rng.integers(-8, 8, shape).astype(np.int8)
-    p = _ref("pack_int4", q, axis=axis)
-    assert p.dtype == np.uint8 and p.shape[axis] == q.shape[axis] // 2
-    assert np.array_equal(_torch("pack_int4", q, axis=axis), p)
-    u = _ref("unpack_int4", p, axis=axis)
+    shape[axis] *= per
+    q = (rng.choice([-1, 1], shape) if bits == 1 else rng.integers(-2 ** (bits - 1), 2 ** (bits - 1), shape)).astype(np.int8)
+    p = _ref("pack_bits", q, bits=bits, axis=axis)
+    assert p.dtype == np.uint8 and p.shape[axis] == q.shape[axis] // per
+    assert np.array_equal(_torch("pack_bits", q, bits=bits, axis=axis), p)
+    u = _ref("unpack_bits", p, bits=bits, axis=axis)
     assert np.array_equal(u, q)
-    assert np.array_equal(_torch("unpack_int4", p, axis=axis), u)
+    assert np.array_equal(_torch("unpack_bits", p, bits=bits, axis=axis), u)
     if TRITON:  # a movement kernel (its dequantize, in a model, fuses into it)
-        kinds, got = op_triton("unpack_int4", p, axis=axis)
+        kinds, got = op_triton("unpack_bits", p, bits=bits, axis=axis)
         assert kinds == ["movement"] and np.array_equal(got, q)
+
+
+def test_pack_bits_layout():
+    """The first value in the lowest bits: the bytes are what a C or CUDA kernel reading the weights expects."""
+    q = np.array([1, -1, 0, -2], np.int8)
+    assert _ref("pack_bits", q, bits=2, axis=0).tolist() == [0b10_00_11_01]
+    assert _ref("pack_bits", np.array([1, -1, -1, 1, 1, 1, -1, 1], np.int8), bits=1, axis=0).tolist() == [0b10111001]
+    assert _ref("pack_bits", np.array([-8, 7], np.int8), bits=4, axis=0).tolist() == [0x78]
 
 
 def test_dynamic_scale_and_sign_bit_exact():
@@ -320,7 +330,7 @@ def test_static_activations_are_affine_and_the_zero_point_term_is_exact(models):
 @needs_triton
 @pytest.mark.parametrize("scheme", ["w8a8", "w8a8-static", "w8", "w4", "binary", "ternary"])
 def test_quantized_models_run_as_triton_kernels(models, scheme):
-    """Every quantized op has a kernel (int8 tl.dot + dequant epilogue, rounding in-kernel, int4 unpacking
+    """Every quantized op has a kernel (int8 tl.dot + dequant epilogue, rounding in-kernel, sub-byte unpacking
     fused with its dequantize): no fallback, and the outputs match the reference."""
     from pnet.backends import triton as triton_backend
     from pnet.testing.tolerance import assert_outputs_close
@@ -335,7 +345,7 @@ def test_quantized_models_run_as_triton_kernels(models, scheme):
 
 
 def test_weight_only_dequantizes_inside_the_matmul(models):
-    """w8 / w4: the dequantize (and int4 unpack for w4 is its own movement kernel) feeds the matmul's B tile in
+    """w8 / w4: the dequantize (and the int4 unpack for w4 is its own movement kernel) feeds the matmul's B tile in
     the tile loop (a prologue): no float copy of a weight is written, so the plan stays near compulsory bytes."""
     from pnet.passes.fuse import plan
     g, params = models["mlp"]
@@ -361,10 +371,13 @@ def test_binary_ternary_and_fake(models):
         r = quantize_model(g, params, scheme)
         verify(r.graph)
         assert any(n.op == "sign_quant" for n in r.graph.nodes)
-        qs = [_ref("unpack_int4", r.params[p.name], axis=n.attrs["axis"]) for n in r.graph.nodes
-              if n.op == "unpack_int4" for p in r.graph.params if p.value is n.inputs[0]]
+        bits = {"binary": 1, "ternary": 2}[scheme]
+        qs = [_ref("unpack_bits", r.params[p.name], bits=bits, axis=n.attrs["axis"]) for n in r.graph.nodes
+              if n.op == "unpack_bits" and n.attrs["bits"] == bits for p in r.graph.params if p.value is n.inputs[0]]
         assert len(qs) == 3 and set(np.unique(np.concatenate([q.ravel() for q in qs]))) <= {-1, 0, 1}
-        assert r.float_weight_bytes / r.quant_weight_bytes > 7   # packed two per byte
+        # 8 (binary) or 4 (ternary) weights a byte, plus an f32 scale per output channel: 103,424 bytes of f32
+        # weights -> 3,232 + 1,064 (binary, 24x) or 6,464 + 1,064 (ternary, 13.7x)
+        assert r.float_weight_bytes / r.quant_weight_bytes > {"binary": 24, "ternary": 13.5}[scheme]
     qg, qp = quantize(g, params, "w8a8", fake=True)
     verify(qg)
     assert {p.name for p in qg.params} == {p.name for p in g.params}   # weights stay float, trainable

@@ -200,8 +200,10 @@ CASES = {
     "qconv1d": [case(I(None, 2, 4, 7, dtype="i8"), I(None, 6, 2, 3, dtype="i8"), stride=2, padding=1, groups=2)],
     "qconv2d": [case(I(None, 1, 3, 5, 5, dtype="i8"), I(None, 4, 3, 3, 3, dtype="i8"), padding=1)],
     "qconv3d": [case(I(None, 1, 2, 4, 4, 4, dtype="i8"), I(None, 3, 2, 2, 2, 2, dtype="i8"))],
-    "pack_int4": [case(I(None, 2, 4, dtype="i8"))],
-    "unpack_int4": [case(I(256, 2, 3, dtype="u8"))],
+    "pack_bits": [case(I(None, 2, 4, dtype="i8")), case(I(None, 2, 8, dtype="i8"), bits=1),
+                  case(I(None, 4, 3, dtype="i8"), bits=2, axis=0)],
+    "unpack_bits": [case(I(256, 2, 3, dtype="u8")), case(I(256, 2, 3, dtype="u8"), bits=1),
+                    case(I(256, 2, 3, dtype="u8"), bits=2, axis=0)],
     # sparse weight layouts (ir/ops/sparse.py): N:M meta in [0, m), BSR block indices (any row_ptr is defined)
     "nm_matmul": [case(F(2, 3, 8), F(4, 5), I(4, 4, 5, dtype="u8"), n=2, m=4), case(F(6), F(2, 3), I(3, 2, 3, dtype="u8"), n=1, m=3)],
     "bsr_matmul": [case(F(2, 3, 8), F(3, 2, 2), I(4, 3, dtype="i32"), I(4, 4, dtype="i32")),

@@ -316,10 +316,12 @@ class ModuleGen(IndexKernels, ConvKernels):
                 body.append(f"    ok{i} = mask & (c{ax} >= lo{i}) & (c{ax} < hi{i})")
                 v_i = load(i, [(f"c{ax} - lo{i}" if d == ax else c[d]) for d in range(rank)], f"ok{i}")
                 body.append(f"    y = {v_i}" if i == 0 else f"    y = tl.where(ok{i}, {v_i}, y)")
-        elif op == "unpack_int4":  # two signed nibbles per byte along the axis, low nibble first
-            ax = a["axis"] % rank
-            body.append(f"    b = {load(0, [(f'c{d} // 2' if d == ax else c[d]) for d in range(rank)])}.to(tl.int32)")
-            body += [f"    nib = (b >> (4 * (c{ax} % 2))) & 15", "    y = tl.where(nib >= 8, nib - 16, nib)"]
+        elif op == "unpack_bits":  # 8/bits signed fields per byte along the axis, lowest bits first
+            ax, bits = a["axis"] % rank, a["bits"]
+            per = 8 // bits
+            body.append(f"    b = {load(0, [(f'c{d} // {per}' if d == ax else c[d]) for d in range(rank)])}.to(tl.int32)")
+            body.append(f"    f = (b >> ({bits} * (c{ax} % {per}))) & {(1 << bits) - 1}")
+            body.append("    y = 2 * f - 1" if bits == 1 else f"    y = tl.where(f >= {1 << (bits - 1)}, f - {1 << bits}, f)")
         elif op == "reshape":  # the output is contiguous: its flat offset, row-major over the source's shape
             r = srcs[0].type.rank
             body.append("    rem = offs")

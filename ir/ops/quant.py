@@ -18,7 +18,7 @@ Why the torch lowerings are bit-exact with the NumPy references on the integer p
   2^14 and every partial sum at most K * 2^14 < 2^53, so each float64 operation is exact whatever the
   summation order or FMA use; the result is cast to int64 and then to int32 (the reference accumulates in
   int64 and casts the same way);
-- pack_int4 / unpack_int4 are bit operations on uint8 in both.
+- pack_bits / unpack_bits are bit operations on uint8 in both.
 """
 from __future__ import annotations
 
@@ -322,66 +322,84 @@ for _nd in (1, 2, 3):
                  "8-bit operands, zero padding, exact int32 accumulation")
 
 
-# ---- int4 packing ---------------------------------------------------------------------------------
-def _pack_axis(op, t, attrs):
+# ---- sub-byte packing ----------------------------------------------------------------------------
+PACK_BITS = (1, 2, 4)
+
+
+def _pack_attrs(op, t, attrs):
     from ..types import normalize_axis
-    ax = normalize_axis(attrs["axis"], t.rank)
     if t.rank == 0:
         raise ShapeError(f"{op}: expects a tensor of rank >= 1, got {t}")
-    return ax
+    if attrs["bits"] not in PACK_BITS:
+        raise ShapeError(f"{op}: bits must be one of {', '.join(map(str, PACK_BITS))}, got {attrs['bits']!r}")
+    return normalize_axis(attrs["axis"], t.rank), 8 // attrs["bits"]
 
 
 def _pack_infer(types, attrs):
     q, = types
     if q.dtype != "i8":
-        raise ShapeError(f"pack_int4: expects an i8 tensor, got {q}")
-    ax = _pack_axis("pack_int4", q, attrs)
+        raise ShapeError(f"pack_bits: expects an i8 tensor, got {q}")
+    ax, per = _pack_attrs("pack_bits", q, attrs)
     d = q.shape[ax]
-    if not divides(2, d):
-        raise ShapeError(f"pack_int4: dim {ax} of {q} is {fmt_dim(d)}, not even (two values per byte)")
-    return TensorType("u8", q.shape[:ax] + (sympy.sympify(d) / 2,) + q.shape[ax + 1:])
+    if not divides(per, d):
+        raise ShapeError(f"pack_bits: dim {ax} of {q} is {fmt_dim(d)}, not a multiple of {per} ({per} values per byte)")
+    return TensorType("u8", q.shape[:ax] + (sympy.sympify(d) / per,) + q.shape[ax + 1:])
 
 
 def _unpack_infer(types, attrs):
     p, = types
     if p.dtype != "u8":
-        raise ShapeError(f"unpack_int4: expects a u8 tensor, got {p}")
-    ax = _pack_axis("unpack_int4", p, attrs)
-    return TensorType("i8", p.shape[:ax] + (p.shape[ax] * 2,) + p.shape[ax + 1:])
+        raise ShapeError(f"unpack_bits: expects a u8 tensor, got {p}")
+    ax, per = _pack_attrs("unpack_bits", p, attrs)
+    return TensorType("i8", p.shape[:ax] + (p.shape[ax] * per,) + p.shape[ax + 1:])
 
 
-def _pack_np(q, *, axis):
-    q = np.moveaxis(q.astype(np.uint8) & 0xF, axis, -1)
-    out = q[..., 0::2] | (q[..., 1::2] << 4)
+def _fields(q, bits):
+    """The `bits`-bit field each value is stored as: its low bits (two's complement); 1 bit stores q > 0."""
+    return (q > 0) * 1 if bits == 1 else q & ((1 << bits) - 1)
+
+
+def _values(f, bits):
+    """The inverse of _fields: sign-extended fields; a 1-bit field is -1 or +1."""
+    return 2 * f - 1 if bits == 1 else f - ((f >> (bits - 1)) << bits)
+
+
+def _pack_np(q, *, bits=4, axis):
+    per = 8 // bits
+    f = np.moveaxis(_fields(q.astype(np.int16), bits), axis, -1)
+    out = sum(f[..., i::per] << (bits * i) for i in range(per))
     return np.moveaxis(out.astype(np.uint8), -1, axis)
 
 
-def _unpack_np(p, *, axis):
+def _unpack_np(p, *, bits=4, axis):
+    per = 8 // bits
     p = np.moveaxis(p.astype(np.int16), axis, -1)
-    lo, hi = p & 0xF, (p >> 4) & 0xF
-    out = np.stack([lo, hi], axis=-1).reshape(*p.shape[:-1], p.shape[-1] * 2)
-    out = np.where(out >= 8, out - 16, out).astype(np.int8)
+    f = np.stack([(p >> (bits * i)) & ((1 << bits) - 1) for i in range(per)], axis=-1)
+    out = _values(f.reshape(*p.shape[:-1], p.shape[-1] * per), bits).astype(np.int8)
     return np.moveaxis(out, -1, axis)
 
 
-def _pack_torch(T, q, *, axis):
-    q = (q.to(T.int16) & 0xF).movedim(axis, -1)
-    out = q[..., 0::2] | (q[..., 1::2] << 4)
+def _pack_torch(T, q, *, bits, axis):
+    per = 8 // bits
+    f = _fields(q.to(T.int16), bits).movedim(axis, -1)
+    out = sum(f[..., i::per] << (bits * i) for i in range(per))
     return out.to(T.uint8).movedim(-1, axis)
 
 
-def _unpack_torch(T, p, *, axis):
+def _unpack_torch(T, p, *, bits, axis):
+    per = 8 // bits
     p = p.to(T.int16).movedim(axis, -1)
-    lo, hi = p & 0xF, (p >> 4) & 0xF
-    out = T.stack([lo, hi], dim=-1).reshape(*p.shape[:-1], p.shape[-1] * 2)
-    out = T.where(out >= 8, out - 16, out).to(T.int8)
+    f = T.stack([(p >> (bits * i)) & ((1 << bits) - 1) for i in range(per)], dim=-1)
+    out = _values(f.reshape(*p.shape[:-1], p.shape[-1] * per), bits).to(T.int8)
     return out.movedim(-1, axis)
 
 
-register("pack_int4", "q", kind="movement", attrs={"axis": -1}, infer=_pack_infer, ref=_pack_np, torch=_pack_torch,
-         flops=lambda i, o, attrs: 0,
-         doc="two int4 values per byte along `axis`: byte j = (q[2j] & 0xF) | (q[2j+1] & 0xF) << 4 (values "
-             "outside [-8, 7] keep their low 4 bits)")
-register("unpack_int4", "p", kind="movement", attrs={"axis": -1}, infer=_unpack_infer, ref=_unpack_np,
+register("pack_bits", "q", kind="movement", attrs={"bits": 4, "axis": -1}, infer=_pack_infer, ref=_pack_np,
+         torch=_pack_torch, flops=lambda i, o, attrs: 0,
+         doc="8/bits signed values per byte along `axis`, the first in the lowest bits: byte j = OR_i field(q[per*j + i]) "
+             "<< bits*i; a field is the value's low `bits` bits (two's complement), and for bits=1 the sign (q > 0: "
+             "values +-1, as binary weights)")
+register("unpack_bits", "p", kind="movement", attrs={"bits": 4, "axis": -1}, infer=_unpack_infer, ref=_unpack_np,
          torch=_unpack_torch, flops=lambda i, o, attrs: 0,
-         doc="the inverse of pack_int4: each byte gives two sign-extended int4 values (low nibble first) as i8")
+         doc="the inverse of pack_bits: each byte gives 8/bits sign-extended values (lowest bits first) as i8; "
+             "1-bit fields are -1 / +1")
