@@ -51,6 +51,7 @@ class Kernel:
     outputs: list[Value] = field(default_factory=list)    # written to memory
     body: "KernelPlan | None" = None                        # the per-step plan of a scan
     prologue: dict = field(default_factory=dict)  # matmul operand -> the pointwise nodes computing it in-tile
+    flat: set = field(default_factory=set)        # prologue operands computed in another shape, by flat index
 
     @property
     def anchor(self) -> Node:
@@ -179,6 +180,18 @@ def plan(graph: Graph, fuse: bool = True) -> KernelPlan:
     return _Planner(decompose(graph), fuse).run()
 
 
+def _packed_prologue(p: Kernel, x: Value, consumer: Node) -> Node | None:
+    """The unpack_bits of a movement kernel that can move into a tile loop as a prologue: the tile loads the
+    bytes at coordinate // (8 / bits) along the packed axis and takes each lane's field; the kernel's
+    epilogue (a dequantize) computes `x` pointwise at the same shape. A matmul's tile must be packed along
+    its row or column axis (not a batch axis); a conv's weight tile has every axis's coordinate."""
+    u = p.nodes[0]
+    if p.kind != "movement" or u.op != "unpack_bits" or u.outputs[0].type.shape != x.type.shape:
+        return None
+    rank = x.type.rank
+    return u if consumer.op not in ("matmul", "qmatmul") or u.attrs["axis"] % rank >= rank - 2 else None
+
+
 class _Planner:
     def __init__(self, graph: Graph, fuse: bool = True):
         self.g = graph
@@ -204,16 +217,18 @@ class _Planner:
         outputs = {v for _, v in g.outputs}
         for k in self.kernels:
             inside = {v for n in k.nodes for v in n.outputs}
+            # a flat prologue's values reach each other through reshape views: registers, not memory
+            flat = {n.outputs[0] for x in k.flat for n in k.prologue[x]}
             seen_in = []
             for n in k.nodes:
                 for v in n.inputs:
-                    if v is None or v in inside or v in self.scalars or v in seen_in:
+                    if v is None or v in inside or v in self.scalars or v in seen_in or self._view_source(v) in flat:
                         continue
                     seen_in.append(v)
             k.inputs = [self.storage(v) for v in seen_in]
             k.inputs = list(dict.fromkeys(k.inputs))
             k.outputs = [v for n in k.nodes for v in n.outputs
-                         if v in outputs or any(u not in k.nodes for u in self.uses.get(v, []))]
+                         if v in outputs or any(u not in k.nodes for u in (self._readers(v) if v in flat else self.uses.get(v, [])))]
         # a kernel none of whose values is used (dead code the graph still holds) computes nothing observable
         self.kernels = [k for k in self.kernels if k.outputs]
         self.constants = [n for n in self.constants if n.outputs[0] in outputs or self.uses.get(n.outputs[0])]
@@ -291,9 +306,10 @@ class _Planner:
                 sibling.nodes.append(n)
                 self.kernel_of[n.outputs[0]] = sibling
                 self.contiguous.add(n.outputs[0])
+                self._absorb_prologue(sibling, n, n.inputs[1])
                 return
             k = self.new("matmul", n)
-            if self.fuse and n.op == "matmul":
+            if self.fuse:
                 for x in n.inputs:
                     self._absorb_prologue(k, n, x)
             return
@@ -319,7 +335,7 @@ class _Planner:
         operands = [v.type.dtype for v in n.inputs if v is not None]
         if n.op in CONV_OPS and all(is_float(d) for d in operands) or n.op.startswith("qconv") and set(operands) == {"i8"}:
             k = self.new("conv", n)
-            if self.fuse and not n.op.startswith("qconv"):
+            if self.fuse:
                 self._absorb_prologue(k, n, n.inputs[1])   # a dequantized weight, computed in the weight tile
             return
         if n.op == "sdpa" and all(is_float(v.type.dtype) for v in n.inputs[:3]):
@@ -373,7 +389,13 @@ class _Planner:
         a masked activation) is computed inside its tile loop instead: those ops leave their kernel (the kernel
         disappears when nothing else is left in it) and the operand is never stored."""
         p = self.kernel_of.get(x)
-        if p is None or p.kind != "pointwise" or p is k or x.type.rank < 2 or list(mm.inputs).count(x) != 1:
+        if p is None and x.producer in self.views:
+            self._absorb_flat_prologue(k, mm, x)
+            return
+        if p is None or p is k or x.type.rank < 2 or list(mm.inputs).count(x) != 1:
+            return
+        packed = _packed_prologue(p, x, mm)
+        if (p.kind != "pointwise" or mm.op.startswith("q")) and packed is None:   # integer tiles: unpacking only
             return
         inside = {v: n for n in p.nodes for v in n.outputs}
         chain, todo = [], [inside.get(x)]   # the ops of p that x depends on
@@ -383,10 +405,13 @@ class _Planner:
                 chain.append(n)
                 todo += [inside.get(v) for v in n.inputs if v is not None]
         chain = [n for n in p.nodes if n in chain]   # program order
-        reads = [v for n in chain for v in n.inputs if v is not None and v not in self.scalars and v not in inside]
+        reads = [v for n in chain for v in n.inputs if v is not None and v not in self.scalars and v not in inside
+                 and (packed is None or v is not packed.inputs[0])]   # the packed bytes: loaded by their own rule
         if not chain or any(n.op in ("const", "arange") for n in chain):  # fills are written for 1-D blocks
             return
-        if not reads or not all(broadcasts_to(v.type.shape, x.type.shape) for v in reads):
+        if packed is not None and len(chain) != len(p.nodes):   # the movement kernel goes whole or stays
+            return
+        if not (reads or packed) or not all(broadcasts_to(v.type.shape, x.type.shape) for v in reads):
             return
         for n in chain:
             for v in n.outputs:
@@ -401,6 +426,66 @@ class _Planner:
         for n in chain:
             for v in n.outputs:
                 self.kernel_of[v] = k
+
+    def _view_source(self, v: Value) -> Value:
+        """The value `v` is a chain of reshape views of (itself if none): the same elements in the same order."""
+        while v.producer is not None and v.producer in self.views and v.producer.op == "reshape":
+            v = v.producer.inputs[0]
+        return v
+
+    def _readers(self, v: Value) -> list:
+        """The nodes that read `v`, directly or through reshape views (None for a view that is a graph output)."""
+        out = []
+        for u in self.uses.get(v, []):
+            if u in self.views and u.op == "reshape":
+                out += ([None] if u.outputs[0] in self.outputs else []) + self._readers(u.outputs[0])
+            else:
+                out.append(u)
+        return out
+
+    def _absorb_flat_prologue(self, k: Kernel, mm: Node, x: Value):
+        """A matmul's B = reshape(y) where y is computed pointwise in another shape of the same size: group-wise
+        dequantization, which decompose computes over [groups, group size, N] (its block scales broadcast
+        there). The tile computes each element from its flat index, the same in every reshape of a contiguous
+        value; a packed unpack (int4) behind another reshape moves in too. Static rank-2 weights only."""
+        y = self._view_source(x)
+        p = self.kernel_of.get(y)
+        numel = x.type.numel
+        if k.kind != "matmul" or mm.op != "matmul" or mm.inputs[1] is not x or mm.inputs[0] is x or x.type.rank != 2 \
+                or not numel.is_Integer or p is None or p.kind != "pointwise":
+            return
+        inside = {v: n for n in p.nodes for v in n.outputs}
+        chain, todo = [], [inside.get(y)]
+        while todo:
+            n = todo.pop()
+            if n is not None and n not in chain:
+                chain.append(n)
+                todo += [inside.get(self._view_source(v)) for v in n.inputs if v is not None]
+        chain = [n for n in p.nodes if n in chain]
+        absorbed = [p]
+        for n in list(chain):   # a read that is a reshape of a packed weight's unpack kernel: it moves in too
+            for v in n.inputs:
+                src = None if v is None else self._view_source(v)
+                q = self.kernel_of.get(src) if src is not None and src is not v else None
+                if q is not None and q is not p and q not in absorbed and q.kind == "movement" \
+                        and [m.op for m in q.nodes] == ["unpack_bits"]:
+                    chain.insert(0, q.nodes[0])
+                    absorbed.append(q)
+        if any(n.op in ("const", "arange") or len(n.outputs) != 1 or n.outputs[0].type.numel != numel for n in chain):
+            return   # every value of the chain is one element per element of x
+        for n in chain:
+            v = n.outputs[0]
+            if v in self.outputs or not all(u in chain or (v is y and u is mm) for u in self._readers(v)):
+                return
+        for q in absorbed:
+            q.nodes = [n for n in q.nodes if n not in chain]
+            if not q.nodes:
+                self.kernels.remove(q)
+        k.nodes += chain
+        k.prologue[x] = chain
+        k.flat.add(x)
+        for n in chain:
+            self.kernel_of[n.outputs[0]] = k
 
     def _read_in_place(self, v: Value, contiguous: bool) -> bool:
         """Every use of `v` (through views) is a kernel that loads it through `_load` or as a matmul's B

@@ -328,7 +328,7 @@ def test_static_activations_are_affine_and_the_zero_point_term_is_exact(models):
 
 
 @needs_triton
-@pytest.mark.parametrize("scheme", ["w8a8", "w8a8-static", "w8", "w4", "binary", "ternary"])
+@pytest.mark.parametrize("scheme", ["w8a8", "w8a8-static", "w8", "w4", "w4-g16", "binary", "ternary"])
 def test_quantized_models_run_as_triton_kernels(models, scheme):
     """Every quantized op has a kernel (int8 tl.dot + dequant epilogue, rounding in-kernel, sub-byte unpacking
     fused with its dequantize): no fallback, and the outputs match the reference."""
@@ -336,7 +336,7 @@ def test_quantized_models_run_as_triton_kernels(models, scheme):
     from pnet.testing.tolerance import assert_outputs_close
     for name, (g, params) in models.items():
         calib = numpy_ref.random_inputs(g, 2, {"B": 8}) if scheme.endswith("static") else None
-        r = quantize_model(g, params, scheme.split("-")[0], calib)
+        r = quantize_model(g, params, scheme.split("-")[0], calib, group_size=16 if scheme.endswith("g16") else 128)
         compiled = triton_backend.compile(r.graph)
         assert compiled.plan.totals({"B": 2})["fallbacks"] == 0, (name, compiled.plan.totals({"B": 2})["fallback_ops"])
         inputs = numpy_ref.random_inputs(g, 1, {"B": 2})
@@ -345,8 +345,8 @@ def test_quantized_models_run_as_triton_kernels(models, scheme):
 
 
 def test_weight_only_dequantizes_inside_the_matmul(models):
-    """w8 / w4: the dequantize (and the int4 unpack for w4 is its own movement kernel) feeds the matmul's B tile in
-    the tile loop (a prologue): no float copy of a weight is written, so the plan stays near compulsory bytes."""
+    """w8 / w4: the dequantize (and for w4 the int4 unpack) feeds the matmul's B tile in the tile loop (a
+    prologue): no float copy of a weight is written, so the plan stays near compulsory bytes."""
     from pnet.passes.fuse import plan
     g, params = models["mlp"]
     r = quantize_model(g, params, "w8")
@@ -363,6 +363,43 @@ def test_weight_only_dequantizes_inside_the_matmul(models):
     kernels = plan(quantize_model(gc, pc, "w8").graph).kernels
     assert not any("dequantize" in k.ops for k in kernels if k.kind not in ("conv", "matmul"))
     assert all("dequantize" in k.ops for k in kernels if k.kind == "conv")
+
+
+@pytest.mark.parametrize("scheme", ["w4", "ternary", "binary"])
+def test_packed_weights_unpack_inside_the_tile(models, scheme):
+    """Packed int4 / 2-bit / 1-bit weights are read as bytes by the matmul's (conv's) weight tile, which takes
+    each lane's field (and dequantizes, for w4): no unpack kernel, no int8 or float copy of a weight. w4 mlp:
+    the float model's kernels, and its bytes less exactly the f32 weights it no longer reads."""
+    from pnet.passes.fuse import plan
+    for name in ("mlp", "cnn"):
+        g, params = models[name]
+        r = quantize_model(g, params, scheme)
+        kernels = plan(r.graph).kernels
+        assert not any("unpack_bits" in k.ops for k in kernels if k.kind not in ("conv", "matmul")), name
+        assert sum("unpack_bits" in k.ops for k in kernels) == len({p.name for p in r.graph.params if p.name.endswith(
+            {"w4": ".q4", "ternary": ".q2", "binary": ".q1"}[scheme])}), name
+    g, params = models["mlp"]
+    r = quantize_model(g, params, "w4")
+    t, t_float = plan(r.graph).totals({"B": 64}), plan(g).totals({"B": 64})
+    assert t["kernels"] == t_float["kernels"]
+    assert t_float["bytes"] - t["bytes"] == r.float_weight_bytes - r.quant_weight_bytes
+
+
+@pytest.mark.parametrize("scheme", ["w8", "w4"])
+def test_group_wise_weights_dequantize_inside_the_matmul(models, scheme):
+    """Group-wise scales (16 weights a group along K): decompose computes the dequantize over [K/16, 16, N], a
+    reshape away from the [K, N] the matmul reads. The B tile computes each element from its flat index
+    instead (and unpacks int4 there): the float model's kernels, its bytes less exactly the weight bytes saved."""
+    from pnet.passes.fuse import plan
+    g, params = models["mlp"]
+    r = quantize_model(g, params, scheme, group_size=16)
+    assert any(p.name.endswith(".scale") and p.value.type.shape[0] == 4 for p in r.graph.params)   # K = 64: 4 groups
+    p = plan(r.graph)
+    assert all(k.kind != "movement" and k.ops != ["dequantize"] for k in p.kernels), [k.ops for k in p.kernels]
+    assert sum(bool(k.flat) for k in p.kernels) == 3
+    t, t_float = p.totals({"B": 64}), plan(g).totals({"B": 64})
+    assert t["kernels"] == t_float["kernels"]
+    assert t_float["bytes"] - t["bytes"] == r.float_weight_bytes - r.quant_weight_bytes
 
 
 def test_binary_ternary_and_fake(models):

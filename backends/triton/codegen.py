@@ -49,6 +49,16 @@ def scalar_code(value, dtype: str) -> str:
     return str(int(value))
 
 
+def unpack_field(byte: str, pos: str, bits: int, out: str, indent: str) -> list[str]:
+    """Lines setting `out` to the signed `bits`-bit field of int32 `byte` for coordinate `pos` along the packed
+    axis (ir/ops/quant.py pack_bits: lowest bits first, two's complement; one bit is -1 / +1)."""
+    per = 8 // bits
+    lines = [f"{indent}{out}f = ({byte} >> ({bits} * (({pos}) % {per}))) & {(1 << bits) - 1}"]
+    if bits == 1:
+        return lines + [f"{indent}{out} = 2 * {out}f - 1"]
+    return lines + [f"{indent}{out} = tl.where({out}f >= {1 << (bits - 1)}, {out}f - {1 << bits}, {out}f)"]
+
+
 class ModuleGen(IndexKernels, ConvKernels):
     def __init__(self, graph: Graph, name: str = "forward", fuse: bool = True):
         self.graph = graph
@@ -153,8 +163,8 @@ class ModuleGen(IndexKernels, ConvKernels):
         for k in plan.kernels:
             inside = {v for n in k.nodes for v in n.outputs}
             for n in k.nodes:
-                for v in n.inputs:
-                    if v not in inside and v not in plan.scalars:
+                for v in n.inputs:   # (a reshape of a value computed inside is read in registers: flat prologues)
+                    if v not in inside and v not in plan.scalars and self._reshape_source(v) not in inside:
                         need(v)
             self._kernel(k, names, lines, plan)
         for _, v in graph.outputs:
@@ -317,11 +327,9 @@ class ModuleGen(IndexKernels, ConvKernels):
                 v_i = load(i, [(f"c{ax} - lo{i}" if d == ax else c[d]) for d in range(rank)], f"ok{i}")
                 body.append(f"    y = {v_i}" if i == 0 else f"    y = tl.where(ok{i}, {v_i}, y)")
         elif op == "unpack_bits":  # 8/bits signed fields per byte along the axis, lowest bits first
-            ax, bits = a["axis"] % rank, a["bits"]
-            per = 8 // bits
+            ax, per = a["axis"] % rank, 8 // a["bits"]
             body.append(f"    b = {load(0, [(f'c{d} // {per}' if d == ax else c[d]) for d in range(rank)])}.to(tl.int32)")
-            body.append(f"    f = (b >> ({bits} * (c{ax} % {per}))) & {(1 << bits) - 1}")
-            body.append("    y = 2 * f - 1" if bits == 1 else f"    y = tl.where(f >= {1 << (bits - 1)}, f - {1 << bits}, f)")
+            body += unpack_field("b", f"c{ax}", a["bits"], "y", "    ")
         elif op == "reshape":  # the output is contiguous: its flat offset, row-major over the source's shape
             r = srcs[0].type.rank
             body.append("    rem = offs")
@@ -509,6 +517,74 @@ class ModuleGen(IndexKernels, ConvKernels):
         take = self.table(v)
         return [names[take.inputs[0]]] if take is not None else []
 
+    def _load_packed(self, u: Node, ptr: str, offs, coords: list[str], mask: str, out: str, body, indent: str):
+        """An operand tile computed by unpack_bits from packed bytes (a prologue): the bytes at coordinate
+        // (8 / bits) along the packed axis, then each lane's field. `offs(coords)` builds the offsets."""
+        ax, per = u.attrs["axis"] % len(coords), 8 // u.attrs["bits"]
+        byte_coords = [f"({c}) // {per}" if d == ax else c for d, c in enumerate(coords)]
+        body.append(f"{indent}{out}b = tl.load({ptr} + {offs(byte_coords)}, mask={mask}, other=0).to(tl.int32)")
+        body += unpack_field(f"{out}b", coords[ax], u.attrs["bits"], out, indent)
+
+    # ---- flat prologues: an operand computed in another shape of the same size (passes/fuse.py) ----------
+    def _reshape_source(self, v: Value) -> Value:
+        while v in self.view_of and self.view_of[v].op == "reshape":
+            v = self.view_of[v].inputs[0]
+        return v
+
+    def _flat_reads(self, chain: list[Node], plan) -> list[tuple[Value, Node]]:
+        """(value, reader) for each memory read of a flat prologue, in the order `_flat_tile` loads them."""
+        made = {n.outputs[0] for n in chain}
+        reads = []
+        for n in chain:
+            for v in n.inputs:
+                if v is not None and v not in plan.scalars and self._reshape_source(v) not in made \
+                        and (v, n) not in reads:
+                    reads.append((v, n))
+        return reads
+
+    @staticmethod
+    def _flat_shape(v: Value, reader: Node) -> list:
+        """The shape a flat read is indexed in: the packed bytes' own, else its reader's (v broadcasts there)."""
+        return list(v.type.shape if reader.op == "unpack_bits" else reader.outputs[0].type.shape)
+
+    def _flat_tile(self, chain, reads, x, tag, rows, cols, mask, plan, body) -> str:
+        """Lines computing the [rows x cols] tile of x = reshape(chain's result) from the flat index of each
+        element, unravelled over the shape each read is indexed in."""
+        ind = "        "
+        fl = f"{tag}_fl"
+        body.append(f"{ind}{fl} = ({rows}) * {int(x.type.shape[-1])} + ({cols})")
+
+        def unravel(shape):
+            coords = []
+            for d, size in enumerate(shape):
+                div = int(sympy.prod(shape[d + 1:]))
+                c = fl if div == 1 else f"({fl} // {div})"
+                coords.append(c if d == 0 else f"({c} % {int(size)})")
+            return coords
+
+        def offs(nm, coords):
+            return " + ".join([f"{c} * {nm}_s{d}" for d, c in enumerate(coords)] + [f"{fl} * 0"])
+        reg = {}
+        for n in chain:
+            for v in n.inputs:   # a reshape of a value computed here is the same register
+                if v is not None and v not in reg and self._reshape_source(v) in reg:
+                    reg[v] = reg[self._reshape_source(v)]
+            for i, (v, reader) in enumerate(reads):
+                if reader is not n:
+                    continue
+                nm = f"{tag}p{i}"
+                if n.op == "unpack_bits":
+                    out = f"{tag}_{i}"
+                    self._load_packed(n, nm, lambda cs, nm=nm: offs(nm, cs), unravel(n.outputs[0].type.shape), mask,
+                                      out, body, ind)
+                    reg[n.outputs[0]] = out
+                else:
+                    reg[v] = f"{tag}_{i}"
+                    body.append(f"{ind}{tag}_{i} = {self._load(nm, offs(nm, unravel(n.outputs[0].type.shape)), mask, v)}")
+            if n.op != "unpack_bits":
+                self._expr_chain([n], reg, plan, body, indent=ind)
+        return f"tl.where({mask}, {reg[chain[-1].outputs[0]]}, 0.0)"
+
     def _load(self, ptr: str, offs: str, mask: str, v: Value) -> str:
         other = "0.0" if is_float(v.type.dtype) else "0"
         if self.table(v) is not None:  # theta[idx[...]]: `ptr` walks the index tensor
@@ -591,12 +667,17 @@ class ModuleGen(IndexKernels, ConvKernels):
                 params += [f"m{j}"] + [f"m{j}_sb{i}" for i in range(batch)] + [f"m{j}_sk", f"m{j}_sn"]
         for i, v in enumerate(ops):
             params += [f"in{i}"] + [f"in{i}_sb{d}" for d in range(batch)] + [f"in{i}_sm", f"in{i}_sn"] + self.table_param(f"in{i}", v)
-        pro_ops = {x: self._operands(k, plan, nodes=nodes) for x, nodes in k.prologue.items()}
+        pro_ops = {x: self._operands(k, plan, nodes=nodes) for x, nodes in k.prologue.items() if x not in k.flat}
+        flat_reads = {x: self._flat_reads(k.prologue[x], plan) for x in k.flat}
         for x, vals in pro_ops.items():
             tag = "a" if x is a_v else f"b{bs.index(x)}"
             for i, v in enumerate(vals):
                 params += [f"{tag}p{i}"] + [f"{tag}p{i}_sb{d}" for d in range(batch)] + [f"{tag}p{i}_s0", f"{tag}p{i}_s1"]
                 params += self.table_param(f"{tag}p{i}", v)
+        for x, reads in flat_reads.items():
+            tag = f"b{bs.index(x)}"
+            for i, (v, n) in enumerate(reads):
+                params += [f"{tag}p{i}"] + [f"{tag}p{i}_s{d}" for d in range(len(self._flat_shape(v, n)))]
         params += [f"out{j}" for j in range(len(k.outputs))]
         params += ["M", "N", "K"] + [f"bs{i}" for i in range(batch)] + ["BM: tl.constexpr", "BN: tl.constexpr", "BK: tl.constexpr"]
         body = ["    pid_m = tl.program_id(0)", "    pid_n = tl.program_id(1)", "    rem = tl.program_id(2)"]
@@ -619,11 +700,23 @@ class ModuleGen(IndexKernels, ConvKernels):
 
         def in_tile(x, tag, rows, cols, mask):
             """The operand tile computed by its prologue from its own operands' tiles."""
+            if x in k.flat:
+                return self._flat_tile(k.prologue[x], flat_reads[x], x, tag, rows, cols, mask, plan, body)
             reg = {}
+            unpack = {n.inputs[0]: n for n in k.prologue[x] if n.op == "unpack_bits"}   # packed int4/2/1 bytes
             for i, v in enumerate(pro_ops[x]):
+                nm = f"{tag}p{i}"
                 reg[v] = f"{tag}_{i}"
-                body.append(f"        {tag}_{i} = {self._load(f'{tag}p{i}', offs(f'{tag}p{i}', rows, cols, 's0', 's1'), mask, v)}")
-            self._expr_chain(k.prologue[x], reg, plan, body, indent="        ")
+                if v in unpack:
+                    u = unpack[v]
+                    reg[u.outputs[0]] = reg.pop(v)
+                    self._load_packed(u, nm, lambda rc, nm=nm: offs(nm, *rc[-2:], 's0', 's1'),
+                                      [":"] * (x.type.rank - 2) + [rows, cols], mask, reg[u.outputs[0]], body, "        ")
+                else:
+                    body.append(f"        {tag}_{i} = {self._load(nm, offs(nm, rows, cols, 's0', 's1'), mask, v)}")
+            self._expr_chain([n for n in k.prologue[x] if n.op != "unpack_bits"], reg, plan, body, indent="        ")
+            if not is_float(x.type.dtype):   # an int8 operand of qmatmul
+                return f"tl.where({mask}, {reg[x]}, 0).to(tl.int8)"
             return f"tl.where({mask}, {reg[x]}, 0.0)"   # padding lanes must add nothing to the dot
 
         a_mask = "(rm[:, None] < M) & (kk[None, :] < K)"
@@ -656,7 +749,8 @@ class ModuleGen(IndexKernels, ConvKernels):
         args = []
         for v in [a_v] + bs:
             if v in k.prologue:  # computed in-tile: its pointer argument is never read
-                args += [names[pro_ops[v][0]]] + ["0"] * (batch + 2)
+                first = pro_ops[v][0] if v in pro_ops else flat_reads[v][0][0]
+                args += [names[first]] + ["0"] * (batch + 2)
                 continue
             e = f"e{self._next()}"
             sh = bshape + [dim_code(v.type.shape[-2]), dim_code(v.type.shape[-1])]
@@ -675,12 +769,20 @@ class ModuleGen(IndexKernels, ConvKernels):
             e = f"e{self._next()}"
             lines.append(f"    {e} = {names[v]}.expand({out_shape})")
             args += [e] + [f"{e}.stride({i})" for i in range(batch + 2)] + self.table_arg(names, v)
+        packed = {n.inputs[0] for n in pro if n.op == "unpack_bits"}   # bytes: their own last two dims
         for x, vals in pro_ops.items():
-            sh = bshape + [dim_code(x.type.shape[-2]), dim_code(x.type.shape[-1])]
             for v in vals:
+                sh = bshape + [dim_code(d) for d in (v if v in packed else x).type.shape[-2:]]
                 e = f"e{self._next()}"
                 lines.append(f"    {e} = {names[v]}.expand({', '.join(sh)})")
                 args += [e] + [f"{e}.stride({i})" for i in range(batch + 2)] + self.table_arg(names, v)
+        for x, reads in flat_reads.items():
+            for v, n in reads:   # each expanded to the shape its reader computes in (packed bytes as they are)
+                e = f"e{self._next()}"
+                sh = self._flat_shape(v, n)
+                lines.append(f"    {e} = {names[v]}" if n.op == "unpack_bits" else
+                             f"    {e} = {names[v]}.expand({', '.join(str(int(d)) for d in sh)}{',' if len(sh) == 1 else ''})")
+                args += [e] + [f"{e}.stride({d})" for d in range(len(sh))]
         args += [names[v] for v in k.outputs]
         M, N, K = dim_code(a_v.type.shape[-2]), dim_code(bs[0].type.shape[-1]), dim_code(a_v.type.shape[-1])
         args += [M, N, K] + bshape

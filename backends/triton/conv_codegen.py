@@ -17,6 +17,7 @@ Bias and the pointwise epilogue (activation, residual, scale) fuse before the st
 from __future__ import annotations
 
 from ...passes.fuse import CONV_OPS
+from ...ir.types import is_float
 
 
 def _decode(var: str, sizes: list[str], body: list[str], indent="    ") -> str:
@@ -80,18 +81,26 @@ class ConvKernels:
         body.append(f"        ok = {' & '.join(valid)}")
         x_pos = " + ".join(f"i{d} * x_s{d + 2}" for d in sp)
         body.append(f"        at = tl.load(x + n_i[:, None] * x_s0 + (g * CIN_G + ci[None, :]) * x_s1 + {x_pos}, mask=ok, other={'0' if integer else '0.0'})")
-        w_taps = " + ".join(f"t{d}[:, None] * w_s{d + 2}" for d in sp)
-        w_chan = ("(g * CIN_G + ci[:, None]) * w_s0 + rn[None, :] * w_s1" if transposed
-                  else "co[None, :] * w_s0 + ci[:, None] * w_s1")
-        w_offs, w_mask = f"{w_chan} + {w_taps}", "k_ok[:, None] & n_ok[None, :]"
-        if pro:  # the weight's pointwise prologue, on its operands' tiles at the same coordinates
+        w_coords = (["(g * CIN_G + ci[:, None])", "rn[None, :]"] if transposed else ["co[None, :]", "ci[:, None]"]) \
+            + [f"t{d}[:, None]" for d in sp]
+
+        def w_offs_of(ptr, coords=w_coords):
+            return " + ".join(f"{c} * {ptr}_s{d}" for d, c in enumerate(coords))
+        w_offs, w_mask = w_offs_of("w"), "k_ok[:, None] & n_ok[None, :]"
+        unpack = {n.inputs[0]: n for n in k.prologue.get(w, []) if n.op == "unpack_bits"}   # packed weight bytes
+        if pro:  # the weight's prologue, on its operands' tiles at the same coordinates
             reg = {}
             for i, v in enumerate(pro):
                 reg[v] = f"wv{i}"
-                offs = w_offs.replace("w_s", f"wp{i}_s")
-                body.append(f"        wv{i} = {self._load(f'wp{i}', offs, w_mask, v)}")
-            self._expr_chain(k.prologue[w], reg, plan, body, indent="        ")
-            w_load = f"tl.where({w_mask}, {reg[w]}, 0.0)"
+                if v in unpack:
+                    reg[unpack[v].outputs[0]] = reg.pop(v)
+                    self._load_packed(unpack[v], f"wp{i}", lambda cs, i=i: w_offs_of(f"wp{i}", cs), w_coords, w_mask,
+                                      f"wv{i}", body, "        ")
+                else:
+                    body.append(f"        wv{i} = {self._load(f'wp{i}', w_offs_of(f'wp{i}'), w_mask, v)}")
+            self._expr_chain([n for n in k.prologue[w] if n.op != "unpack_bits"], reg, plan, body, indent="        ")
+            w_load = f"tl.where({w_mask}, {reg[w]}, 0.0)" if is_float(w.type.dtype) else \
+                f"tl.where({w_mask}, {reg[w]}, 0).to(tl.int8)"
         else:  # (a tied weight: theta[idx[...]])
             w_load = self._load("w", w_offs, w_mask, w)
         body += [f"        bt = {w_load}",
@@ -116,16 +125,16 @@ class ConvKernels:
         for v in k.outputs:
             self._alloc(v, names, lines)
         xs, ws = names[x], None
-        if pro:  # an in-tile weight: its first operand, expanded to the weight's shape, stands in for it
+        w_shape = ", ".join(dim_code(d) for d in w.type.shape)
+        if pro:  # an in-tile weight: a one-element view of the weight's shape stands in for it (never read)
             ws = f"e{self._next()}"
-            lines.append(f"    {ws} = {names[pro[0]]}.expand({', '.join(dim_code(d) for d in w.type.shape)})")
+            lines.append(f"    {ws} = {xs}.new_zeros(()).expand({w_shape})")
         ws = ws or names[w]
         args = [xs] + [f"{xs}.stride({d})" for d in range(nd + 2)] + [ws] + [f"{ws}.stride({d})" for d in range(nd + 2)]
         args += self.table_arg(names, w)
-        w_shape = ", ".join(dim_code(d) for d in w.type.shape)
-        for v in pro:  # the in-tile weight's operands, expanded to the weight's shape (views)
+        for v in pro:  # the in-tile weight's operands, expanded to the weight's shape (views); packed bytes as they are
             e = f"e{self._next()}"
-            lines.append(f"    {e} = {names[v]}.expand({w_shape})")
+            lines.append(f"    {e} = {names[v]}" if v in unpack else f"    {e} = {names[v]}.expand({w_shape})")
             args += [e] + [f"{e}.stride({d})" for d in range(nd + 2)] + self.table_arg(names, v)
         args += [names[b]] + self.table_arg(names, b) if b is not None else [ws]
         out_shape = ", ".join(dim_code(d) for d in cv.outputs[0].type.shape)
