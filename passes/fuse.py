@@ -343,7 +343,7 @@ class _Planner:
             self._choose_layout(n.outputs[0])
             return
         if n.op == "bsr_matmul" and all(is_float(v.type.dtype) for v in n.inputs[:2]):
-            self.new("bsr_matmul", n)  # backends/triton/sparse_kernels.py: only the stored blocks
+            self.new("bsr_matmul", n)  # codegen._k_bsr_matmul: only the stored blocks
             return
         self.new("fallback", n)
 

@@ -85,7 +85,6 @@ class ModuleGen(IndexKernels, ConvKernels):
             "",
             "from pnet.backends.triton import runtime as _rt",
             "from pnet.backends.triton import index_codegen as _ix",
-            "from pnet.backends.triton import sparse_kernels as _sparse",
             "from pnet.backends.triton.prelude import _erf, _gelu, _gelu_tanh, _pow, _quantize, _round_even, _sign, _softplus, _tanh",
             "",
         ]
@@ -378,20 +377,12 @@ class ModuleGen(IndexKernels, ConvKernels):
         lines.append(f"    launch(_rt.tuned('{kname}-{sig}', ({', '.join(size)},), {configs}, launch))")
 
     def _k_bsr_matmul(self, k: Kernel, names, lines, plan):
-        """Block-sparse x @ W: a kernel that walks each output block-column's stored blocks only
-        (sparse_kernels.py; with a pointwise epilogue, the same loop generated here with it fused)."""
-        n = k.nodes[0]
-        if len(k.nodes) > 1:
-            self._bsr_with_epilogue(k, names, lines, plan)
-            return
-        out = f"v{self._next()}"
-        names[n.outputs[0]] = out
-        x, values, col_idx, row_ptr = (names[v] for v in n.inputs)
-        lines.append(f"    {out} = _sparse.bsr_matmul({x}, {values}, {col_idx}, {row_ptr})  # {k.name}")
-
-    def _bsr_with_epilogue(self, k: Kernel, names, lines, plan):
-        """x [M, K] @ BSR W -> [M, N] (the planner fuses only rank-2 products): program (pid_m, r) walks the
-        stored blocks of block-column r, then applies the epilogue to its [BM, bn] tile before the store."""
+        """Block-sparse x [..., K] @ W (ir/ops/sparse.py's BSR layout) -> [..., N]: program (pid_m, r) walks only
+        the stored blocks of output block-column r (row_ptr[r] .. row_ptr[r+1]-1), each a [bk, bn] block at
+        block row col_idx[p], so the work is proportional to the stored blocks; then the pointwise epilogue
+        (the planner fuses one into rank-2 products) on its [BM, bn] tile before the store. x's leading dims
+        are flattened into M rows. Block dims that are not powers of two (or below 16, which tl.dot needs on a
+        GPU) are padded with masked loads: 1x1 blocks (CSR, unstructured sparsity) run, if slowly."""
         n, epi = k.nodes[0], k.nodes[1:]
         x, values, col_idx, row_ptr = n.inputs
         ops = self._operands(k, plan, nodes=epi)
@@ -405,8 +396,8 @@ class ModuleGen(IndexKernels, ConvKernels):
                 "    ok_ = tl.arange(0, PK)", "    on_ = tl.arange(0, PN)", "    rn = r * BNB + on_",
                 "    acc = tl.zeros((BM, PN), dtype=tl.float32)",
                 "    for p in range(tl.load(rowptr + r), tl.load(rowptr + r + 1)):",
-                "        ks = tl.load(col + p) * BKB + ok_",
-                "        at = tl.load(x + rm[:, None] * x_sm + ks[None, :] * x_sk, mask=(rm[:, None] < M) & (ok_[None, :] < BKB) & (ks[None, :] < K), other=0.0)",
+                "        ks = tl.load(col + p) * BKB + ok_   # a block row outside W adds nothing (masked)",
+                "        at = tl.load(x + rm[:, None] * x_sm + ks[None, :] * x_sk, mask=(rm[:, None] < M) & (ok_[None, :] < BKB) & (ks[None, :] >= 0) & (ks[None, :] < K), other=0.0)",
                 "        bt = tl.load(vals + p * (BKB * BNB) + ok_[:, None] * BNB + on_[None, :], mask=(ok_[:, None] < BKB) & (on_[None, :] < BNB), other=0.0)",
                 '        acc += tl.dot(at.to(tl.float32), bt.to(tl.float32), input_precision="ieee")',
                 "    mask = (rm[:, None] < M) & (on_[None, :] < BNB) & (rn[None, :] < N)"]
@@ -415,12 +406,13 @@ class ModuleGen(IndexKernels, ConvKernels):
             reg[v] = f"e{i}"
             body.append(f"    e{i} = {self._load(f'in{i}', f'rm[:, None] * in{i}_sm + rn[None, :] * in{i}_sn', 'mask', v)}")
         self._expr_chain(epi, reg, plan, body)
-        for j, v in enumerate(k.outputs):
+        for j, v in enumerate(k.outputs):   # outputs are contiguous: row m of the flattened [M, N] at m * N
             body.append(f"    tl.store(out{j} + rm[:, None] * N + rn[None, :], ({reg[v]}).to(out{j}.dtype.element_ty), mask=mask)")
         self.kernels.append(f"@triton.jit\ndef {k.name}({', '.join(params)}):\n" + "\n".join(body) + "\n")
         for v in k.outputs:
             self._alloc(v, names, lines)
-        xs = names[x]
+        xs = f"e{self._next()}"   # x as [M, K] rows
+        lines.append(f"    {xs} = {names[x]}.reshape(-1, {names[x]}.shape[-1])")
         args = [xs, f"{xs}.stride(0)", f"{xs}.stride(1)", f"{names[values]}.contiguous()",
                 f"{names[col_idx]}.to(torch.int32).contiguous()", f"{names[row_ptr]}.to(torch.int32).contiguous()"]
         out_shape = ", ".join(dim_code(d) for d in n.outputs[0].type.shape)
@@ -430,7 +422,7 @@ class ModuleGen(IndexKernels, ConvKernels):
             args += [e, f"{e}.stride(0)", f"{e}.stride(1)"] + self.table_arg(names, v)
         args += [names[v] for v in k.outputs]
         bk, bn = (dim_code(d) for d in values.type.shape[1:])
-        args += [f"{xs}.shape[0]", f"{xs}.shape[1]", f"{names[k.outputs[0]]}.shape[1]"]
+        args += [f"{xs}.shape[0]", f"{xs}.shape[1]", f"{names[k.outputs[0]]}.shape[-1]"]
         lines.append(f"    {k.name}[(_rt.cdiv({xs}.shape[0], 32), {names[row_ptr]}.shape[0] - 1)]({', '.join(args)}, "
                      f"BKB={bk}, BNB={bn}, BM=32, PK=max(16, triton.next_power_of_2({bk})), PN=max(16, triton.next_power_of_2({bn})))")
 
