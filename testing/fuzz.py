@@ -264,7 +264,8 @@ def check_triton(graph, ref: Reference) -> None:
             raise PropertyFailed("triton", f"{label} plan disagrees with the reference: {e}") from None
 
 
-LOSSY = (("quantize", "w8"), ("quantize", "w4"), ("sparsify", "2:4"), ("sparsify", "density=0.5"))
+LOSSY = (("quantize", "w8"), ("quantize", "w4"), ("sparsify", "2:4"), ("quantize", "w4 group_size=2"),
+         ("sparsify", "density=0.5"), ("quantize", "w8 group_size=2"))   # groups of 2: group-wise on any even axis
 
 
 def check_lossy(graph, ref: Reference, seed: int = 0, backends=("torch", "triton")) -> int:
@@ -284,7 +285,8 @@ def check_lossy(graph, ref: Reference, seed: int = 0, backends=("torch", "triton
         kind, spec = LOSSY[i]
         try:
             if kind == "quantize":
-                r = quantize_model(graph, ref.params, spec)
+                scheme, *opts = spec.split()
+                r = quantize_model(graph, ref.params, scheme, **{k: int(v) for k, v in (o.split("=") for o in opts)})
                 g2, p2, touched = r.graph, r.params, bool(r.sites)
             else:
                 g2, p2 = sparsify(graph, ref.params, spec)
