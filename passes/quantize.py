@@ -133,7 +133,7 @@ def quantize_model(graph: Graph, params: dict, scheme: str | None = None, calib:
                    group_size: int = 128, act: str = "auto", observer: str = "minmax", percentile: float = 99.99,
                    fake: bool = False, gptq_rounding: bool = True) -> QuantResult:
     """Like `quantize`, with the per-layer figures (weight error, scales) and the byte counts. With
-    calibration data, weight-only (w8, w4) dense-layer weights are rounded by GPTQ when the data has at least
+    calibration data, dense-layer weights (w8, w4, w8a8) are rounded by GPTQ when the data has at least
     two rows per input feature (`gptq_rounding=False`: round to nearest everywhere)."""
     default = _options(scheme, group_size, act, observer, percentile) if scheme is not None else None
     if default is not None and default.scheme == "none":
@@ -182,7 +182,7 @@ def _plans(sites: list[Site], param_opts: dict) -> dict[str, tuple[Options, int,
 
 
 def _gptq_weights(g: Graph, params: dict, sites: list[Site], plans: dict, calib: dict) -> dict[str, "QWeight"]:
-    """The weight-only (w8, w4) dense weights, rounded by GPTQ one after another in the order the model first
+    """The dense weights (w8, w4, w8a8), rounded by GPTQ one after another in the order the model first
     reads them. Each layer's Hessian is taken on its input in the model whose earlier weights are already
     quantized, and a weight read by one layer only is first moved to the least-squares target
     W* = argmin ||X~ W* - X W|| (X: the float model's input, X~: the quantized model's), so that it also
@@ -191,7 +191,7 @@ def _gptq_weights(g: Graph, params: dict, sites: list[Site], plans: dict, calib:
     other uses. Layers with fewer than two calibration rows per input feature round to nearest."""
     chosen: dict[str, Site] = {}
     for s in sites:
-        if s.node.op == "matmul" and plans[s.param.name][0].scheme in ("w8", "w4"):   # GPTQ's setting
+        if s.node.op == "matmul" and plans[s.param.name][0].scheme in ("w8", "w4", "w8a8"):   # GPTQ's setting
             chosen.setdefault(s.param.name, s)
     if not chosen:
         return {}
@@ -212,6 +212,8 @@ def _gptq_weights(g: Graph, params: dict, sites: list[Site], plans: dict, calib:
         if len(xf) < 2 * k:          # fewer rows than ~2 per feature: H is too rank-poor, GPTQ would overfit
             continue
         xq = capture(g, [s.node.inputs[0]], data, current)[0].reshape(-1, k).astype(np.float64)
+        if plans[s.param.name][0].scheme == "w8a8":
+            xq = _act_fake_quant(xq, s)   # the layer sees int8 activations: round its weights for those
         h = xq.T @ xq / len(xq)
         target = w
         if uses[s.param.value] == 1:
@@ -224,6 +226,18 @@ def _gptq_weights(g: Graph, params: dict, sites: list[Site], plans: dict, calib:
         current[s.param.name] = _dequantize_np(qw.q, qw.scale, dtype="f32").astype(w.dtype)
         out[s.param.name] = qw
     return out
+
+
+def _act_fake_quant(x: np.ndarray, s: Site) -> np.ndarray:
+    """[rows, K] activations as a w8a8 layer computes with them: its static (affine) scale, else per row."""
+    if s.act_scale is not None:
+        scale = np.float32(s.act_scale)
+        zp = None if s.act_zero_point is None else np.int32(s.act_zero_point)
+        q = _quantize_np(x.astype(np.float32), scale, zp, 8, zp is None)
+        return _dequantize_np(q, scale, zp, dtype="f32").astype(np.float64)
+    scale = np.abs(x).max(axis=1, keepdims=True) / 127.0
+    scale = np.where(scale > 0, scale, 1.0)
+    return np.clip(np.rint(x / scale), -127, 127) * scale
 
 
 def _options(scheme, group_size, act, observer, percentile, loc=None) -> Options:
