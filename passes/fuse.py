@@ -444,14 +444,17 @@ class _Planner:
         return out
 
     def _absorb_flat_prologue(self, k: Kernel, mm: Node, x: Value):
-        """A matmul's B = reshape(y) where y is computed pointwise in another shape of the same size: group-wise
-        dequantization, which decompose computes over [groups, group size, N] (its block scales broadcast
-        there). The tile computes each element from its flat index, the same in every reshape of a contiguous
-        value; a packed unpack (int4) behind another reshape moves in too. Static rank-2 weights only."""
+        """A matmul's B (a float conv's weight) = reshape(y) where y is computed pointwise in another shape of
+        the same size: group-wise dequantization, which decompose computes over [groups, group size, N] (its
+        block scales broadcast there). The tile computes each element from its flat index, the same in every
+        reshape of a contiguous value; a packed unpack (int4) behind another reshape moves in too. Static
+        weights only: rank 2 for a matmul, [C_out, C_in / groups, *kernel] for a conv."""
         y = self._view_source(x)
         p = self.kernel_of.get(y)
         numel = x.type.numel
-        if k.kind != "matmul" or mm.op != "matmul" or mm.inputs[1] is not x or mm.inputs[0] is x or x.type.rank != 2 \
+        as_matmul = k.kind == "matmul" and mm.op == "matmul" and x.type.rank == 2
+        as_conv = k.kind == "conv" and mm.op in ("conv1d", "conv2d", "conv3d")
+        if not (as_matmul or as_conv) or mm.inputs[1] is not x or mm.inputs[0] is x \
                 or not numel.is_Integer or p is None or p.kind != "pointwise":
             return
         inside = {v: n for n in p.nodes for v in n.outputs}

@@ -387,7 +387,7 @@ def test_packed_weights_unpack_inside_the_tile(models, scheme):
 
 @pytest.mark.parametrize("scheme", ["w8", "w4"])
 def test_group_wise_weights_dequantize_inside_the_matmul(models, scheme):
-    """Group-wise scales (16 weights a group along K): decompose computes the dequantize over [K/16, 16, N], a
+    """Group-wise scales (16 weights a group along K; 4 input channels for a conv): decompose computes the dequantize over [K/16, 16, N], a
     reshape away from the [K, N] the matmul reads. The B tile computes each element from its flat index
     instead (and unpacks int4 there): the float model's kernels, its bytes less exactly the weight bytes saved."""
     from pnet.passes.fuse import plan
@@ -397,6 +397,15 @@ def test_group_wise_weights_dequantize_inside_the_matmul(models, scheme):
     p = plan(r.graph)
     assert all(k.kind != "movement" and k.ops != ["dequantize"] for k in p.kernels), [k.ops for k in p.kernels]
     assert sum(bool(k.flat) for k in p.kernels) == 3
+    t, t_float = p.totals({"B": 64}), plan(g).totals({"B": 64})
+    assert t["kernels"] == t_float["kernels"]
+    assert t_float["bytes"] - t["bytes"] == r.float_weight_bytes - r.quant_weight_bytes
+    # a conv's weight [C_out, C_in, kh, kw] with groups of 4 input channels, dequantized over
+    # [C_out, C_in/4, 4, kh, kw]: the weight tile reads element co * (C_in * kh * kw) + kk of it the same way
+    g, params = models["cnn"]
+    r = quantize_model(g, params, scheme, group_size=4)
+    p = plan(r.graph)
+    assert sum(bool(k.flat) for k in p.kernels if k.kind == "conv") == 8   # all but the stem (C_in = 3)
     t, t_float = p.totals({"B": 64}), plan(g).totals({"B": 64})
     assert t["kernels"] == t_float["kernels"]
     assert t_float["bytes"] - t["bytes"] == r.float_weight_bytes - r.quant_weight_bytes

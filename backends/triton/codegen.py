@@ -539,12 +539,29 @@ class ModuleGen(IndexKernels, ConvKernels):
         """The shape a flat read is indexed in: the packed bytes' own, else its reader's (v broadcasts there)."""
         return list(v.type.shape if reader.op == "unpack_bits" else reader.outputs[0].type.shape)
 
-    def _flat_tile(self, chain, reads, x, tag, rows, cols, mask, plan, body) -> str:
-        """Lines computing the [rows x cols] tile of x = reshape(chain's result) from the flat index of each
-        element, unravelled over the shape each read is indexed in."""
+    def _flat_params(self, tag: str, reads) -> list[str]:
+        """Kernel parameters of a flat prologue's reads: a pointer and the strides of the shape it is indexed in."""
+        return [p for i, (v, n) in enumerate(reads)
+                for p in [f"{tag}p{i}"] + [f"{tag}p{i}_s{d}" for d in range(len(self._flat_shape(v, n)))]]
+
+    def _flat_args(self, names, reads, lines) -> list[str]:
+        """Launcher arguments of a flat prologue's reads, each expanded to the shape its reader computes in
+        (packed bytes as they are)."""
+        args = []
+        for v, n in reads:
+            e = f"e{self._next()}"
+            sh = self._flat_shape(v, n)
+            lines.append(f"    {e} = {names[v]}" if n.op == "unpack_bits" else
+                         f"    {e} = {names[v]}.expand({', '.join(str(int(d)) for d in sh)}{',' if len(sh) == 1 else ''})")
+            args += [e] + [f"{e}.stride({d})" for d in range(len(sh))]
+        return args
+
+    def _flat_tile(self, chain, reads, flat_index: str, tag, mask, plan, body) -> str:
+        """Lines computing an operand tile of reshape(chain's result) from each element's index in it when
+        flattened (`flat_index`, a tile expression), unravelled over the shape each read is indexed in."""
         ind = "        "
         fl = f"{tag}_fl"
-        body.append(f"{ind}{fl} = ({rows}) * {int(x.type.shape[-1])} + ({cols})")
+        body.append(f"{ind}{fl} = {flat_index}")
 
         def unravel(shape):
             coords = []
@@ -667,9 +684,7 @@ class ModuleGen(IndexKernels, ConvKernels):
                 params += [f"{tag}p{i}"] + [f"{tag}p{i}_sb{d}" for d in range(batch)] + [f"{tag}p{i}_s0", f"{tag}p{i}_s1"]
                 params += self.table_param(f"{tag}p{i}", v)
         for x, reads in flat_reads.items():
-            tag = f"b{bs.index(x)}"
-            for i, (v, n) in enumerate(reads):
-                params += [f"{tag}p{i}"] + [f"{tag}p{i}_s{d}" for d in range(len(self._flat_shape(v, n)))]
+            params += self._flat_params(f"b{bs.index(x)}", reads)
         params += [f"out{j}" for j in range(len(k.outputs))]
         params += ["M", "N", "K"] + [f"bs{i}" for i in range(batch)] + ["BM: tl.constexpr", "BN: tl.constexpr", "BK: tl.constexpr"]
         body = ["    pid_m = tl.program_id(0)", "    pid_n = tl.program_id(1)", "    rem = tl.program_id(2)"]
@@ -693,7 +708,8 @@ class ModuleGen(IndexKernels, ConvKernels):
         def in_tile(x, tag, rows, cols, mask):
             """The operand tile computed by its prologue from its own operands' tiles."""
             if x in k.flat:
-                return self._flat_tile(k.prologue[x], flat_reads[x], x, tag, rows, cols, mask, plan, body)
+                return self._flat_tile(k.prologue[x], flat_reads[x], f"({rows}) * {int(x.type.shape[-1])} + ({cols})",
+                                       tag, mask, plan, body)
             reg = {}
             unpack = {n.inputs[0]: n for n in k.prologue[x] if n.op == "unpack_bits"}   # packed int4/2/1 bytes
             for i, v in enumerate(pro_ops[x]):
@@ -769,12 +785,7 @@ class ModuleGen(IndexKernels, ConvKernels):
                 lines.append(f"    {e} = {names[v]}.expand({', '.join(sh)})")
                 args += [e] + [f"{e}.stride({i})" for i in range(batch + 2)] + self.table_arg(names, v)
         for x, reads in flat_reads.items():
-            for v, n in reads:   # each expanded to the shape its reader computes in (packed bytes as they are)
-                e = f"e{self._next()}"
-                sh = self._flat_shape(v, n)
-                lines.append(f"    {e} = {names[v]}" if n.op == "unpack_bits" else
-                             f"    {e} = {names[v]}.expand({', '.join(str(int(d)) for d in sh)}{',' if len(sh) == 1 else ''})")
-                args += [e] + [f"{e}.stride({d})" for d in range(len(sh))]
+            args += self._flat_args(names, reads, lines)
         args += [names[v] for v in k.outputs]
         M, N, K = dim_code(a_v.type.shape[-2]), dim_code(bs[0].type.shape[-1]), dim_code(a_v.type.shape[-1])
         args += [M, N, K] + bshape

@@ -39,12 +39,16 @@ class ConvKernels:
         a = cv.attrs
         stride, pad, dil, groups = a["stride"], a["padding"], a["dilation"], int(a["groups"])
         sp = range(nd)
-        pro = self._operands(k, plan, nodes=k.prologue[w]) if w in k.prologue else []   # weight computed in-tile
+        in_tile = w in k.prologue        # the weight is computed in its tile, from its own operands' tiles
+        flat = w in k.flat               # ... or from each element's flat index (group-wise dequantization)
+        pro = self._operands(k, plan, nodes=k.prologue[w]) if in_tile and not flat else []
+        flat_reads = self._flat_reads(k.prologue[w], plan) if flat else []
         epi = [n for n in epi if w not in k.prologue or n not in k.prologue[w]]
         ops = self._operands(k, plan, nodes=epi)
         params = ["x"] + [f"x_s{d}" for d in range(nd + 2)] + ["w"] + [f"w_s{d}" for d in range(nd + 2)] + self.table_param("w", w)
         for i, v in enumerate(pro):
             params += [f"wp{i}"] + [f"wp{i}_s{d}" for d in range(nd + 2)] + self.table_param(f"wp{i}", v)
+        params += self._flat_params("w", flat_reads)
         params += ["bias"] + (self.table_param("bias", b) if b is not None else [])
         for i, v in enumerate(ops):
             params += [f"in{i}"] + [f"in{i}_s{d}" for d in range(nd + 2)] + self.table_param(f"in{i}", v)
@@ -88,7 +92,10 @@ class ConvKernels:
             return " + ".join(f"{c} * {ptr}_s{d}" for d, c in enumerate(coords))
         w_offs, w_mask = w_offs_of("w"), "k_ok[:, None] & n_ok[None, :]"
         unpack = {n.inputs[0]: n for n in k.prologue.get(w, []) if n.op == "unpack_bits"}   # packed weight bytes
-        if pro:  # the weight's prologue, on its operands' tiles at the same coordinates
+        if flat:   # w[co, ci, t...] is element co * (CIN_G * taps) + kk of the contiguous weight
+            w_load = self._flat_tile(k.prologue[w], flat_reads, f"co[None, :] * (CIN_G * {taps}) + kk[:, None]", "w",
+                                     w_mask, plan, body)
+        elif pro:  # the weight's prologue, on its operands' tiles at the same coordinates
             reg = {}
             for i, v in enumerate(pro):
                 reg[v] = f"wv{i}"
@@ -126,7 +133,7 @@ class ConvKernels:
             self._alloc(v, names, lines)
         xs, ws = names[x], None
         w_shape = ", ".join(dim_code(d) for d in w.type.shape)
-        if pro:  # an in-tile weight: a one-element view of the weight's shape stands in for it (never read)
+        if in_tile:  # an in-tile weight: a one-element view of the weight's shape stands in for it (never read)
             ws = f"e{self._next()}"
             lines.append(f"    {ws} = {xs}.new_zeros(()).expand({w_shape})")
         ws = ws or names[w]
@@ -136,6 +143,7 @@ class ConvKernels:
             e = f"e{self._next()}"
             lines.append(f"    {e} = {names[v]}" if v in unpack else f"    {e} = {names[v]}.expand({w_shape})")
             args += [e] + [f"{e}.stride({d})" for d in range(nd + 2)] + self.table_arg(names, v)
+        args += self._flat_args(names, flat_reads, lines)
         args += [names[b]] + self.table_arg(names, b) if b is not None else [ws]
         out_shape = ", ".join(dim_code(d) for d in cv.outputs[0].type.shape)
         for v in ops:
