@@ -52,6 +52,7 @@ class Kernel:
     body: "KernelPlan | None" = None                        # the per-step plan of a scan
     prologue: dict = field(default_factory=dict)  # matmul operand -> the pointwise nodes computing it in-tile
     flat: set = field(default_factory=set)        # prologue operands computed in another shape, by flat index
+    transposed: set = field(default_factory=set)  # prologue operands B = transpose(W): the tile computes W[n, k]
 
     @property
     def anchor(self) -> Node:
@@ -192,6 +193,13 @@ def _packed_prologue(p: Kernel, x: Value, consumer: Node) -> Node | None:
     return u if consumer.op not in ("matmul", "qmatmul") or u.attrs["axis"] % rank >= rank - 2 else None
 
 
+def _transposed_weight(mm: Node, x: Value) -> bool:
+    """x is a matmul's (qmatmul's) B operand that is a rank-2 transpose view (matmul(h, transpose(W)))."""
+    t = x.producer
+    return mm.op in ("matmul", "qmatmul") and mm.inputs[1] is x and mm.inputs[0] is not x and t is not None \
+        and t.op == "transpose" and x.type.rank == 2 and list(t.attrs["perm"]) == [1, 0]
+
+
 class _Planner:
     def __init__(self, graph: Graph, fuse: bool = True):
         self.g = graph
@@ -222,13 +230,16 @@ class _Planner:
             seen_in = []
             for n in k.nodes:
                 for v in n.inputs:
-                    if v is None or v in inside or v in self.scalars or v in seen_in or self._view_source(v) in flat:
+                    if v is None or v in inside or v in self.scalars or v in seen_in or self._view_source(v) in flat \
+                            or v in k.transposed:
                         continue
                     seen_in.append(v)
             k.inputs = [self.storage(v) for v in seen_in]
             k.inputs = list(dict.fromkeys(k.inputs))
+            in_tile_views = {x.producer for x in k.transposed}   # read by this kernel's matmul alone
             k.outputs = [v for n in k.nodes for v in n.outputs
-                         if v in outputs or any(u not in k.nodes for u in (self._readers(v) if v in flat else self.uses.get(v, [])))]
+                         if v in outputs or any(u not in k.nodes and u not in in_tile_views
+                                                for u in (self._readers(v) if v in flat else self.uses.get(v, [])))]
         # a kernel none of whose values is used (dead code the graph still holds) computes nothing observable
         self.kernels = [k for k in self.kernels if k.outputs]
         self.constants = [n for n in self.constants if n.outputs[0] in outputs or self.uses.get(n.outputs[0])]
@@ -388,17 +399,26 @@ class _Planner:
         """A matmul operand (or a conv weight) computed by pointwise ops for this op alone (a dequantized weight,
         a masked activation) is computed inside its tile loop instead: those ops leave their kernel (the kernel
         disappears when nothing else is left in it) and the operand is never stored."""
-        p = self.kernel_of.get(x)
+        p, y, view = self.kernel_of.get(x), x, None
         if p is None and x.producer in self.views:
-            self._absorb_flat_prologue(k, mm, x)
-            return
+            if not _transposed_weight(mm, x):
+                self._absorb_flat_prologue(k, mm, x)
+                return
+            # B = transpose(W) with W computed for this product alone (a tied LM head): the tile computes W[n, k]
+            view, y = x.producer, x.producer.inputs[0]
+            p = self.kernel_of.get(y)
+            if p is None and y.producer in self.views:   # W itself a reshape (group-wise): by flat index
+                self._absorb_flat_prologue(k, mm, x)
+                return
+            if self.uses.get(x, []) != [mm]:
+                return
         if p is None or p is k or x.type.rank < 2 or list(mm.inputs).count(x) != 1:
             return
-        packed = _packed_prologue(p, x, mm)
+        packed = _packed_prologue(p, y, mm)
         if (p.kind != "pointwise" or mm.op.startswith("q")) and packed is None:   # integer tiles: unpacking only
             return
         inside = {v: n for n in p.nodes for v in n.outputs}
-        chain, todo = [], [inside.get(x)]   # the ops of p that x depends on
+        chain, todo = [], [inside.get(y)]   # the ops of p that y depends on
         while todo:
             n = todo.pop()
             if n is not None and n not in chain:
@@ -411,18 +431,20 @@ class _Planner:
             return
         if packed is not None and len(chain) != len(p.nodes):   # the movement kernel goes whole or stays
             return
-        if not (reads or packed) or not all(broadcasts_to(v.type.shape, x.type.shape) for v in reads):
+        if not (reads or packed) or not all(broadcasts_to(v.type.shape, y.type.shape) for v in reads):
             return
         for n in chain:
             for v in n.outputs:
                 users = self.uses.get(v, [])
-                if v in self.outputs or not all(u in chain or (v is x and u is mm) for u in users):
+                if v in self.outputs or not all(u in chain or (v is y and u is (view or mm)) for u in users):
                     return
         p.nodes = [n for n in p.nodes if n not in chain]
         if not p.nodes:
             self.kernels.remove(p)
         k.nodes += chain
         k.prologue[x] = chain
+        if view is not None:
+            k.transposed.add(x)
         for n in chain:
             for v in n.outputs:
                 self.kernel_of[v] = k
@@ -449,7 +471,8 @@ class _Planner:
         block scales broadcast there). The tile computes each element from its flat index, the same in every
         reshape of a contiguous value; a packed unpack (int4) behind another reshape moves in too. Static
         weights only: rank 2 for a matmul, [C_out, C_in / groups, *kernel] for a conv."""
-        y = self._view_source(x)
+        view = x.producer if _transposed_weight(mm, x) else None   # B = transpose(reshape(y))
+        y = self._view_source(view.inputs[0] if view is not None else x)
         p = self.kernel_of.get(y)
         numel = x.type.numel
         as_matmul = k.kind == "matmul" and mm.op == "matmul" and x.type.rank == 2
@@ -476,9 +499,11 @@ class _Planner:
                     absorbed.append(q)
         if any(n.op in ("const", "arange") or len(n.outputs) != 1 or n.outputs[0].type.numel != numel for n in chain):
             return   # every value of the chain is one element per element of x
+        if view is not None and self.uses.get(x, []) != [mm]:
+            return
         for n in chain:
             v = n.outputs[0]
-            if v in self.outputs or not all(u in chain or (v is y and u is mm) for u in self._readers(v)):
+            if v in self.outputs or not all(u in chain or (v is y and u is (view or mm)) for u in self._readers(v)):
                 return
         for q in absorbed:
             q.nodes = [n for n in q.nodes if n not in chain]
@@ -487,6 +512,8 @@ class _Planner:
         k.nodes += chain
         k.prologue[x] = chain
         k.flat.add(x)
+        if view is not None:
+            k.transposed.add(x)
         for n in chain:
             self.kernel_of[n.outputs[0]] = k
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import PnetError, ShapeError, UsageError
 from ..ir.analysis import weight_of_matmul
-from .cleanup import drop_unused_params
+from .cleanup import _dce, drop_unused_params
 from ..ir import registry
 from ..ir.graph import Annotation, Graph, Init, Node, Param, Value, clone, replace_uses
 from ..ir.ops.quant import _dequantize_np, _pack_np, _quantize_np, expand_np, qrange
@@ -160,6 +160,7 @@ def quantize_model(graph: Graph, params: dict, scheme: str | None = None, calib:
     plans = _plans(sites, param_opts)
     rounded = _gptq_weights(g, params, sites, plans, calib) if calib is not None and gptq_rounding and not fake else {}
     _rewrite(g, new_params, sites, param_opts, plans, fake, calib, result, rounded)
+    _dce(g)   # what the integer layers replaced (a tied weight's float transpose) no longer reaches an output
     drop_unused_params(g, new_params)
     verify(g)
     result.graph, result.params, result.sites = g, new_params, sites
@@ -547,6 +548,7 @@ class QWeight:
     float_value: Value | None = None   # dequantized in the graph, made on first need
     int_value: Value | None = None     # the i8 weight in the graph
     scale_value: Value | None = None
+    stored_value: Value | None = None  # the param as stored (packed bytes for sub-byte widths)
 
 
 def gptq(w_kn: np.ndarray, hessian: np.ndarray, scale_kn: np.ndarray, bits: int, damp: float = 0.01) -> np.ndarray | None:
@@ -657,7 +659,7 @@ def _rewrite(g: Graph, params: dict, sites: list[Site], param_opts: dict, plans:
         iv = stored
         if qw.packed_axis is not None:
             iv = em.node("unpack_bits", [stored], {"bits": qw.bits, "axis": qw.packed_axis}, p, em.hoisted)
-        qw.int_value = iv
+        qw.int_value, qw.stored_value = iv, stored
         deq = _dequantize_np(qw.q, qw.scale, dtype="f32")
         err = deq.astype(np.float64) - w.astype(np.float64)
         result.layers.append(LayerReport(name, "param", opts.scheme, name, (float(qw.scale.min()), float(qw.scale.max())),
@@ -681,6 +683,10 @@ def _rewrite(g: Graph, params: dict, sites: list[Site], param_opts: dict, plans:
                 and qw.scheme == s.opts.scheme:
             y = _int_layer(em, n, s, qw, body, calib, params, result)
             s.int_path, s.new_output = True, y
+            replace_uses(g, n.outputs[0], y)
+            continue
+        if n.op == "embedding" and n.inputs[0] in qvals and _rows_dequantize(qweights[qvals[n.inputs[0]]]):
+            y = _lookup_dequantized(em, n, qweights[qvals[n.inputs[0]]], body)
             replace_uses(g, n.outputs[0], y)
             continue
         # any other use of a quantized param reads its dequantized value
@@ -715,6 +721,25 @@ def _rel(a, b) -> float:
     b = np.asarray(b, np.float64)
     den = np.linalg.norm(b)
     return float(np.linalg.norm(a - b) / den) if den > 0 else float(np.linalg.norm(a - b))
+
+
+def _rows_dequantize(qw: QWeight) -> bool:
+    """Whether a looked-up row of the quantized table is its own integer row times its own scale row: the
+    scales (and any packing) are per row of the table, axis 0."""
+    return qw.q.ndim == 2 and qw.channel_axis == 0 and qw.packed_axis in (None, 1) and qw.scale.ndim == 2 \
+        and qw.scale.shape[0] == qw.q.shape[0]
+
+
+def _lookup_dequantized(em: _Emitter, n: Node, qw: QWeight, body: list) -> Value:
+    """embedding(dequantize(q, s), ids) as dequantize(embedding(q, ids), embedding(s, ids)): the looked-up
+    rows are gathered as stored (int8, or packed bytes unpacked after the gather) and dequantized where they
+    land, so no float copy of the table is ever made (a tied embedding / LM-head weight stays quantized)."""
+    ids = n.inputs[1]
+    rows = em.node("embedding", [qw.stored_value, ids], {}, n, body)
+    if qw.packed_axis is not None:
+        rows = em.node("unpack_bits", [rows], {"bits": qw.bits, "axis": rows.type.rank - 1}, n, body)
+    scales = em.node("embedding", [qw.scale_value, ids], {}, n, body)
+    return em.node("dequantize", [rows, scales], {"dtype": n.outputs[0].type.dtype}, n, body)
 
 
 def _int_layer(em: _Emitter, n: Node, s: Site, qw: QWeight, body: list, calib, params, result) -> Value:

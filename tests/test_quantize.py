@@ -435,12 +435,27 @@ def test_binary_ternary_and_fake(models):
     assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
 
 
-def test_tied_embedding_weight_is_dequantized_for_the_lookup(models):
+@pytest.mark.parametrize("scheme, group", [("w8", 128), ("w4", 128), ("w4", 16), ("w8a8", 128), ("binary", 128)])
+def test_tied_embedding_stays_quantized(models, scheme, group):
+    """gpt's `wte` is looked up (the embedding) and multiplied (the tied LM head, h @ wte.T). The lookup gathers
+    the stored rows (int8 or packed bytes) and their scales and dequantizes them where they land; the head's
+    weight tile reads W[n, k] of the stored table through the transpose (by flat index when group-wise). No
+    kernel writes a float copy of the table. (Outputs against the reference: test_quantized_models_run_as_...)"""
+    from pnet.ir.types import is_float
+    from pnet.passes.fuse import plan
     g, params = models["gpt"]
-    r = quantize_model(g, params, "w8a8")
-    assert "wte" not in r.params and "wte.q" in r.params
-    emb = [n for n in r.graph.nodes if n.op == "embedding" and n.inputs[0].producer is not None]
-    assert emb and emb[0].inputs[0].producer.op == "dequantize"
+    r = quantize_model(g, params, scheme, group_size=group)
+    stored = {p.value for p in r.graph.params if p.name.startswith("wte.")}
+    assert "wte" not in r.params and len(stored) == 2   # the integers and their scales
+    lookups = [n for n in r.graph.nodes if n.op == "embedding" and n.inputs[0] in stored]
+    assert len(lookups) == 2   # the rows and their scales
+    p = plan(r.graph)
+    table = list(params["wte"].shape)
+    assert not any(list(v.type.shape) == table and is_float(v.type.dtype) for k in p.kernels for v in k.outputs)
+    # the head (w8a8: int8 B read through the transpose's strides, nothing to compute in the tile)
+    assert [k.kind for k in p.kernels if k.transposed] == ([] if scheme == "w8a8" else ["matmul"])
+    stored = {p.value for p in p.graph.params if p.name.startswith("wte.")}   # (the plan's lowered graph)
+    assert [k.kind for k in p.kernels if any(v in stored for v in k.inputs)] == ["lookup", "lookup", "matmul"]
 
 
 # ---- annotations and errors -------------------------------------------------------------------------

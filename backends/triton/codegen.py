@@ -162,8 +162,10 @@ class ModuleGen(IndexKernels, ConvKernels):
         for k in plan.kernels:
             inside = {v for n in k.nodes for v in n.outputs}
             for n in k.nodes:
-                for v in n.inputs:   # (a reshape of a value computed inside is read in registers: flat prologues)
-                    if v not in inside and v not in plan.scalars and self._reshape_source(v) not in inside:
+                for v in n.inputs:   # (a reshape or transpose of a value computed inside is read in registers:
+                    #                      flat and transposed prologues)
+                    if v not in inside and v not in plan.scalars and self._reshape_source(v) not in inside \
+                            and v not in k.transposed:
                         need(v)
             self._kernel(k, names, lines, plan)
         for _, v in graph.outputs:
@@ -707,11 +709,13 @@ class ModuleGen(IndexKernels, ConvKernels):
 
         def in_tile(x, tag, rows, cols, mask):
             """The operand tile computed by its prologue from its own operands' tiles."""
-            if x in k.flat:
-                return self._flat_tile(k.prologue[x], flat_reads[x], f"({rows}) * {int(x.type.shape[-1])} + ({cols})",
-                                       tag, mask, plan, body)
+            if x in k.flat:   # element (r, c) of x is element r * N + c of the computed value (c * K + r: x = W^T)
+                index = f"({cols}) * {int(x.type.shape[0])} + ({rows})" if x in k.transposed else \
+                    f"({rows}) * {int(x.type.shape[-1])} + ({cols})"
+                return self._flat_tile(k.prologue[x], flat_reads[x], index, tag, mask, plan, body)
             reg = {}
             unpack = {n.inputs[0]: n for n in k.prologue[x] if n.op == "unpack_bits"}   # packed int4/2/1 bytes
+            coords = [cols, rows] if x in k.transposed else [rows, cols]   # in the computed value's own layout
             for i, v in enumerate(pro_ops[x]):
                 nm = f"{tag}p{i}"
                 reg[v] = f"{tag}_{i}"
@@ -719,10 +723,12 @@ class ModuleGen(IndexKernels, ConvKernels):
                     u = unpack[v]
                     reg[u.outputs[0]] = reg.pop(v)
                     self._load_packed(u, nm, lambda rc, nm=nm: offs(nm, *rc[-2:], 's0', 's1'),
-                                      [":"] * (x.type.rank - 2) + [rows, cols], mask, reg[u.outputs[0]], body, "        ")
+                                      [":"] * (x.type.rank - 2) + coords, mask, reg[u.outputs[0]], body, "        ")
                 else:
-                    body.append(f"        {tag}_{i} = {self._load(nm, offs(nm, rows, cols, 's0', 's1'), mask, v)}")
+                    body.append(f"        {tag}_{i} = {self._load(nm, offs(nm, *coords, 's0', 's1'), mask, v)}")
             self._expr_chain([n for n in k.prologue[x] if n.op != "unpack_bits"], reg, plan, body, indent="        ")
+            if x in k.transposed:
+                reg[x] = reg[x.producer.inputs[0]]
             if not is_float(x.type.dtype):   # an int8 operand of qmatmul
                 return f"tl.where({mask}, {reg[x]}, 0).to(tl.int8)"
             return f"tl.where({mask}, {reg[x]}, 0.0)"   # padding lanes must add nothing to the dot
@@ -779,8 +785,9 @@ class ModuleGen(IndexKernels, ConvKernels):
             args += [e] + [f"{e}.stride({i})" for i in range(batch + 2)] + self.table_arg(names, v)
         packed = {n.inputs[0] for n in pro if n.op == "unpack_bits"}   # bytes: their own last two dims
         for x, vals in pro_ops.items():
+            computed = x.producer.inputs[0] if x in k.transposed else x
             for v in vals:
-                sh = bshape + [dim_code(d) for d in (v if v in packed else x).type.shape[-2:]]
+                sh = bshape + [dim_code(d) for d in (v if v in packed else computed).type.shape[-2:]]
                 e = f"e{self._next()}"
                 lines.append(f"    {e} = {names[v]}.expand({', '.join(sh)})")
                 args += [e] + [f"{e}.stride({i})" for i in range(batch + 2)] + self.table_arg(names, v)
