@@ -37,6 +37,9 @@ class OpDef:
     # computed in f32 (helpers like `_erf` live in backends/triton/prelude.py). Other kinds lower
     # through the kernel templates of backends/triton, keyed by kind.
     triton: Callable | None = None
+    # the lowering when the output is an integer, where it differs (floor division); None: `triton` serves
+    # integers too if the op is exact integer arithmetic in a kernel (passes/fuse.INT_POINTWISE), else no kernel
+    triton_int: Callable | None = None
 
     @property
     def variadic(self) -> bool:
@@ -109,12 +112,13 @@ def parse_signature(sig: str) -> list[tuple[str, str]]:
 
 
 def register(name: str, sig: str, *, infer, ref, kind="elementwise", attrs=None, flops=None,
-             torch=None, doc="", triton=None) -> OpDef:
+             torch=None, doc="", triton=None, triton_int=None) -> OpDef:
     if name in OPS:
         raise ValueError(f"op {name} registered twice")
     if kind not in KINDS:
         raise ValueError(f"op {name}: unknown kind {kind}")
-    opdef = OpDef(name, parse_signature(sig), dict(attrs or {}), infer, ref, kind, flops, torch, doc, triton=triton)
+    opdef = OpDef(name, parse_signature(sig), dict(attrs or {}), infer, ref, kind, flops, torch, doc, triton=triton,
+                  triton_int=triton_int)
     OPS[name] = opdef
     return opdef
 

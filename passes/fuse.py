@@ -157,7 +157,8 @@ def pointwise_ok(n: Node) -> bool:
         # bit-exact rounding needs the reference's division: an f32 value by an f32 scale
         return all(v.type.dtype == "f32" for v in n.inputs[:2])
     out = out_t.dtype
-    return is_float(out) or out == "bool" or n.op in ("cast", "sign_quant") or (n.op in INT_POINTWISE and out in ("i32", "i64"))
+    integer = n.op in INT_POINTWISE or opdef.triton_int is not None
+    return is_float(out) or out == "bool" or n.op in ("cast", "sign_quant") or (integer and out in ("i32", "i64"))
 
 
 def broadcasts_to(shape, out_shape) -> bool:

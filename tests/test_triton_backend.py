@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -115,6 +116,25 @@ KERNEL_CASES.update({
 KERNEL_CASES["int_arith"] = ("model m() {\n  input i: i64[B, 5]\n  input j: i32[5]\n"
                              "  output a = maximum(i * 3 + j - 1, -i)\n  output b = minimum(j * j, 7)\n}\n", 2)
 
+# floor division and modulo of integers (a block id from a flat index), divisors tensors or literals
+KERNEL_CASES["int_floor_div"] = ("model m() {\n  input i: i64[B, 5]\n  input j: i32[5]\n"
+                                 "  output q = i // (j * j + 1) + arange(5) // 2\n  output r = i % (j * j + 2) - i % 3\n}\n", 2)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_integer_floor_division_matches_numpy(dtype):
+    """numpy's floor_divide / mod on integers: quotients round down (not toward zero, as C and a GPU's
+    integer division do), remainders take the divisor's sign, and x // 0 = x % 0 = 0."""
+    from conftest import op_ref, op_triton
+    a = np.array([[7, -7, 7, -7, 0, 5, -9, 3, -1, 1]], dtype)
+    b = np.array([[2, 2, -2, -2, 3, 0, 4, -5, 7, -7]], dtype)
+    with np.errstate(divide="ignore"):
+        for op in ("div", "mod"):
+            kinds, got = op_triton(op, a, b)
+            assert kinds == ["pointwise"] and got.dtype == a.dtype
+            np.testing.assert_array_equal(got, op_ref(op, a, b))
+
+
 INDEX_KINDS = {"take": "gather", "gather": "gather", "segment_sum": "scatter", "segment_mean": "scatter",
                "segment_max": "scatter", "scatter_add": "scatter", "cumsum": "cumsum", "sort": "sort", "topk": "sort"}
 
@@ -168,7 +188,6 @@ def test_conv_template_matches_reference_for_random_attributes(data):
 def test_sort_ties_nan_and_signed_zero_match_reference():
     """The key sort is stable (ties keep index order, descending too); -0.0 ties with 0.0; NaN sorts last
     ascending and first descending, as in NumPy."""
-    import numpy as np
     src = ("model m() {\n  input x: f32[2, 9]\n  sv, si = sort(x, axis=-1)\n  output sv\n  output si\n"
            "  dv, di = sort(x, axis=-1, descending=true)\n  output dv\n  output di\n"
            "  tv, ti = topk(x, k=4, largest=false)\n  output tv\n  output ti\n}\n")
@@ -195,7 +214,6 @@ def test_literal_tensor_is_a_constant_not_a_kernel():
 def test_fully_masked_attention_rows_are_zero():
     src = "model m() {\n  input q: f32[1, 2, 4]\n  input k: f32[1, 3, 4]\n  input m: bool[1, 2, 3]\n  output a = sdpa(q, k, k, m)\n}\n"
     graph = load_source(src).graph
-    import numpy as np
     inputs = {"q": np.ones((1, 2, 4), np.float32), "k": np.ones((1, 3, 4), np.float32),
               "m": np.array([[[True, False, True], [False, False, False]]])}
     got = triton_backend.compile(graph).run(inputs, {})

@@ -85,7 +85,7 @@ class ModuleGen(IndexKernels, ConvKernels):
             "",
             "from pnet.backends.triton import runtime as _rt",
             "from pnet.backends.triton import index_codegen as _ix",
-            "from pnet.backends.triton.prelude import _erf, _gelu, _gelu_tanh, _pow, _quantize, _round_even, _sign, _softplus, _tanh",
+            "from pnet.backends.triton.prelude import _erf, _floordiv_int, _gelu, _gelu_tanh, _mod_int, _pow, _quantize, _round_even, _sign, _softplus, _tanh",
             "",
         ]
         return "\n".join(head + self.kernels + self.helpers + [body]) + "\n"
@@ -484,7 +484,8 @@ class ModuleGen(IndexKernels, ConvKernels):
                     raise PnetError(f"internal: operand of {n.op} not loaded")
             attrs = {k: v for k, v in n.attrs.items()}
             t = f"t{self._next()}"
-            body.append(f"{indent}{t} = {opdef.triton(*args, **attrs)}")
+            lower = opdef.triton_int if opdef.triton_int is not None and not is_float(n.outputs[0].type.dtype) else opdef.triton
+            body.append(f"{indent}{t} = {lower(*args, **attrs)}")
             reg[n.outputs[0]] = t
 
     def _operands(self, k: Kernel, plan, nodes=None):

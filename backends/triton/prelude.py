@@ -65,6 +65,32 @@ def _quantize(x, s, z, lo, hi):
 
 
 @triton.jit
+def _floor_divmod(a, b):
+    # NumPy's integer floor_divide and mod (x // 0 and x % 0 are 0). Whether `//` truncates (C, a GPU) or
+    # floors (the interpreter), the remainder's sign tells: unlike the divisor's, step the quotient down.
+    nz = b != 0
+    d = tl.where(nz, b, 1)
+    q = a // d
+    r = a - q * d
+    fix = (r != 0) & ((r < 0) != (d < 0))
+    q = tl.where(fix, q - 1, q)
+    r = tl.where(fix, r + d, r)
+    return tl.where(nz, q, 0), tl.where(nz, r, 0)
+
+
+@triton.jit
+def _floordiv_int(a, b):
+    q, r = _floor_divmod(a, b)
+    return q
+
+
+@triton.jit
+def _mod_int(a, b):
+    q, r = _floor_divmod(a, b)
+    return r
+
+
+@triton.jit
 def _pow(a, b):
     # a ** b for real a: negative bases need an integer exponent (else nan), like numpy
     mag = tl.exp(b * tl.log(tl.abs(a)))

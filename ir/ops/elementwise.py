@@ -45,9 +45,9 @@ def torch_common(T, *xs):
     return [x.to(dtype) for x in xs]
 
 
-def _binary(name, fn, torch_fn, triton_fn, flops=1):
+def _binary(name, fn, torch_fn, triton_fn, flops=1, triton_int=None):
     register(name, "a, b", infer=arith_binary(name), ref=lambda a, b: fn(a, b).astype(result_dtype(a, b), copy=False),
-             torch=lambda T, a, b: torch_fn(T, *torch_common(T, a, b)), triton=triton_fn,
+             torch=lambda T, a, b: torch_fn(T, *torch_common(T, a, b)), triton=triton_fn, triton_int=triton_int,
              flops=lambda i, o, at: flops * o[0].numel)
 
 
@@ -61,11 +61,13 @@ _binary("add", np.add, lambda T, a, b: a + b, lambda a, b: f"({a} + {b})")
 _binary("sub", np.subtract, lambda T, a, b: a - b, lambda a, b: f"({a} - {b})")
 _binary("mul", np.multiply, lambda T, a, b: a * b, lambda a, b: f"({a} * {b})")
 _binary("div", _int_div, lambda T, a, b: T.div(a, b, rounding_mode="floor") if not a.is_floating_point() and not b.is_floating_point() else a / b,
-        lambda a, b: f"tl.div_rn(({a}) * 1.0, ({b}) * 1.0)")  # correctly rounded, as in NumPy (a GPU's `/` may not be)
+        lambda a, b: f"tl.div_rn(({a}) * 1.0, ({b}) * 1.0)",  # correctly rounded, as in NumPy (a GPU's `/` may not be)
+        triton_int=lambda a, b: f"_floordiv_int({a}, {b})")
 _binary("pow", np.power, lambda T, a, b: T.pow(a, b), lambda a, b: f"_pow({a}, {b})")
 _binary("maximum", np.maximum, lambda T, a, b: T.maximum(a, b), lambda a, b: f"tl.maximum({a}, {b})")
 _binary("minimum", np.minimum, lambda T, a, b: T.minimum(a, b), lambda a, b: f"tl.minimum({a}, {b})")
-_binary("mod", np.mod, lambda T, a, b: T.remainder(a, b), lambda a, b: f"({a} - {b} * tl.floor({a} / {b}))")
+_binary("mod", np.mod, lambda T, a, b: T.remainder(a, b), lambda a, b: f"({a} - {b} * tl.floor({a} / {b}))",
+        triton_int=lambda a, b: f"_mod_int({a}, {b})")
 
 for _name, _fn, _sym in [("lt", np.less, "<"), ("le", np.less_equal, "<="), ("gt", np.greater, ">"),
                          ("ge", np.greater_equal, ">="), ("eq", np.equal, "=="), ("ne", np.not_equal, "!=")]:
