@@ -62,8 +62,10 @@ def cmd_check(args) -> int:
     from .sparsify_cli import maybe_sparsify  # --sparse SPEC: pruned first; FLOPs/bytes before and after below
     g_dense = g
     g, sparams, sparse = maybe_sparsify(args, g)
-    from .quantize_cli import maybe_quantize  # --quantize SCHEME: the bytes below are the quantized ones
+    from .quantize_cli import maybe_quantize, weight_bytes, weight_bytes_line  # --quantize SCHEME
+    g_float = g
     g, _ = maybe_quantize(args, g, sparams)
+    quant = weight_bytes(args, g_float, g)
     dims = bind_dims(g)
     f = flops(g)
     info = {
@@ -80,6 +82,8 @@ def cmd_check(args) -> int:
     if sparse is not None:
         from .sparsify_cli import as_json, figures
         info["sparsity"] = as_json(sparse, figures(g_dense, g, dims))
+    if quant is not None:
+        info["quantization"] = quant
     if args.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK
@@ -91,6 +95,8 @@ def cmd_check(args) -> int:
     print(f"  params {info['params']:,} ({info['param_bytes']:,} bytes)")
     dim_text = ", ".join(f"{k}={v}" for k, v in dims.items())
     print(f"  flops  {info['flops']:,}" + (f" at {dim_text} ({f})" if dims else ""))
+    if quant is not None:
+        print("  " + weight_bytes_line(quant))
     if sparse is not None:
         from .sparsify_cli import lines
         print("\n".join(lines(args, sparse, info["sparsity"])))
@@ -104,8 +110,10 @@ def cmd_show(args) -> int:
     from .sparsify_cli import maybe_sparsify  # --sparse SPEC
     g_dense = g
     g, sparams, sparse = maybe_sparsify(args, g)
-    from .quantize_cli import maybe_quantize
+    from .quantize_cli import maybe_quantize, weight_bytes, weight_bytes_line
+    g_float = g
     g, _ = maybe_quantize(args, g, sparams)
+    quant = weight_bytes(args, g_float, g)
     if args.kernels:
         from .backends.numpy_ref import bind_dims
         from .ir.analysis import param_bytes
@@ -117,10 +125,11 @@ def cmd_show(args) -> int:
             sfig = as_json(sparse, figures(g_dense, g, dims))
         if args.json:
             print(json.dumps({**describe(kp, dims), "weight_bytes": param_bytes(g),
-                              **({"sparsity": sfig} if sparse is not None else {})}, indent=2))
+                              **({"sparsity": sfig} if sparse is not None else {}),
+                              **({"quantization": quant} if quant is not None else {})}, indent=2))
         else:
             sys.stdout.write(format_plan(kp, dims))
-            print(f"weights: {param_bytes(g):,} bytes" + (f" (quantized: {args.quantize})" if getattr(args, "quantize", None) else ""))
+            print(weight_bytes_line(quant) if quant is not None else f"weights: {param_bytes(g):,} bytes")
             from .passes.equivariant import param_counts
             before, after = param_counts(g)
             if before != after:

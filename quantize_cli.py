@@ -124,6 +124,20 @@ def maybe_quantize(args, graph, params: dict | None = None):
     return g, params
 
 
+def weight_bytes(args, before, after) -> dict | None:
+    """check / show --kernels with `--quantize`: every parameter's bytes before and after (scales included)."""
+    if getattr(args, "quantize", None) is None:
+        return None
+    from .ir.analysis import param_bytes
+    return {"scheme": args.quantize, "param_bytes_before": param_bytes(before), "param_bytes_after": param_bytes(after)}
+
+
+def weight_bytes_line(fig: dict) -> str:
+    ratio = fig["param_bytes_before"] / fig["param_bytes_after"] if fig["param_bytes_after"] else float("nan")
+    return (f"weights: {fig['param_bytes_before']:,} -> {fig['param_bytes_after']:,} bytes ({ratio:.2f}x smaller, "
+            f"quantized: {fig['scheme']}; scales included)")
+
+
 def save_next_to(args, params: dict, out: Path) -> None:
     """`pnet compile --quantize`: the quantized weights go beside the compiled output."""
     if getattr(args, "quantize", None) is None or params is None:

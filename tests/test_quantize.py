@@ -3,6 +3,7 @@ half a step, model-level error and byte figures, and one-line errors for bad inp
 from __future__ import annotations
 
 import importlib.util
+import json
 
 from pathlib import Path
 
@@ -513,11 +514,14 @@ def test_cli(tmp_path, capsys):
     assert main(["quantize", mlp, "--scheme", "w8a8", "--calib", str(tmp_path / "cal.npz")]) == 2
     err = capsys.readouterr().err
     assert "missing input 'x'" in err and len(err.strip().splitlines()) == 1
-    assert main(["check", mlp, "--quantize", "w4", "--group-size", "32"]) == 0
-    assert "bytes" in capsys.readouterr().out
+    assert main(["check", mlp, "--quantize", "w4"]) == 0   # every parameter's bytes, before and after
+    assert "weights: 104,488 -> 15,056 bytes (6.94x smaller, quantized: w4" in capsys.readouterr().out
+    assert main(["check", mlp, "--quantize", "w4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["quantization"] == {
+        "scheme": "w4", "param_bytes_before": 104488, "param_bytes_after": 15056}
     assert main(["show", mlp, "--kernels", "--quantize", "w8a8"]) == 0
     out = capsys.readouterr().out
-    assert "qmatmul" in out and "weights: 27,984 bytes" in out
+    assert "qmatmul" in out and "weights: 104,488 -> 27,984 bytes (3.73x smaller" in out
     assert "fallbacks=0" in out and "qmatmul_dequantize_mul_add_relu" in out   # int8 GEMM + dequant epilogue, one kernel
     assert main(["run", mlp, "--quantize", "w8a8", "-b", "torch", "-o", str(tmp_path / "o.npz")]) == 0
 
