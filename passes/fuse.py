@@ -194,6 +194,11 @@ def _packed_prologue(p: Kernel, x: Value, consumer: Node) -> Node | None:
     return u if consumer.op not in ("matmul", "qmatmul") or u.attrs["axis"] % rank >= rank - 2 else None
 
 
+def inside_op(k: Kernel, v: Value) -> str | None:
+    """The op computing `v` in kernel `k` (None if `k` does not)."""
+    return next((n.op for n in k.nodes if v in n.outputs), None)
+
+
 def _transposed_weight(mm: Node, x: Value) -> bool:
     """x is a matmul's (qmatmul's) B operand that is a rank-2 transpose view (matmul(h, transpose(W)))."""
     t = x.producer
@@ -301,7 +306,7 @@ class _Planner:
             return
         opdef = registry.get(n.op)
         if (opdef.kind == "elementwise" or n.op == "const") and pointwise_ok(n):
-            host = self._epilogue_host(n) if self.fuse else None
+            host = self._epilogue_host(n) if self.fuse and not self._feeds_reduction(n) else None
             if host is not None:
                 host.nodes.append(n)
                 for v in n.outputs:
@@ -319,6 +324,7 @@ class _Planner:
                 self.kernel_of[n.outputs[0]] = sibling
                 self.contiguous.add(n.outputs[0])
                 self._absorb_prologue(sibling, n, n.inputs[1])
+                self._absorb_prologue(sibling, n, n.inputs[0])   # A made for these products alone (quantized)
                 return
             k = self.new("matmul", n)
             if self.fuse:
@@ -329,7 +335,10 @@ class _Planner:
             self.new("matmul", n)  # the N:M tile is decompressed in the kernel (codegen._nm_tile); epilogues fuse
             return
         if n.op in REDUCE_OPS and is_float(n.inputs[0].type.dtype) and n.inputs[0].type.rank > 0:
-            self.new("reduction", n)
+            k = self.new("reduction", n)
+            p = self.kernel_of.get(n.inputs[0])
+            if self.fuse and p is not None and p.kind == "pointwise":   # max(abs(x)), sum(a * b): in the row
+                self._absorb_prologue(k, n, n.inputs[0])
             return
         if n.op in ROW_OPS:
             self.new("rownorm", n)
@@ -416,7 +425,9 @@ class _Planner:
         if p is None or p is k or x.type.rank < 2 or list(mm.inputs).count(x) != 1:
             return
         packed = _packed_prologue(p, y, mm)
-        if (p.kind != "pointwise" or mm.op.startswith("q")) and packed is None:   # integer tiles: unpacking only
+        # integer tiles: the weight unpacked, or the activations quantized in the A tile (as exactly as a kernel)
+        quantized_a = mm.op == "qmatmul" and x is mm.inputs[0] and inside_op(p, x) == "quantize"
+        if (p.kind != "pointwise" or (mm.op.startswith("q") and not quantized_a)) and packed is None:
             return
         inside = {v: n for n in p.nodes for v in n.outputs}
         chain, todo = [], [inside.get(y)]   # the ops of p that y depends on
@@ -437,8 +448,9 @@ class _Planner:
         for n in chain:
             for v in n.outputs:
                 users = self.uses.get(v, [])
-                if v in self.outputs or not all(u in chain or (v is y and u is (view or mm)) for u in users):
-                    return
+                if v in self.outputs or not all(u in chain or (v is y and (u is (view or mm) or u in k.nodes and v is
+                                                                            mm.inputs[0])) for u in users):
+                    return   # (an A operand may be read by every product of the kernel: siblings share it)
         p.nodes = [n for n in p.nodes if n not in chain]
         if not p.nodes:
             self.kernels.remove(p)
@@ -540,13 +552,21 @@ class _Planner:
             return n.inputs[0] in self.contiguous  # reshaping a strided view needs a copy
         return True
 
+    def _feeds_reduction(self, n: Node) -> bool:
+        """n's value is only reduced (the abs of max(abs(x))): the reduction computes it in its row (a
+        prologue) instead of a kernel writing it as an epilogue."""
+        v = n.outputs[0]
+        users = self.uses.get(v, [])
+        return len(n.outputs) == 1 and v.type.rank >= 2 and v not in self.outputs and len(users) == 1 \
+            and users[0].op in REDUCE_OPS and users[0].inputs[0] is v and is_float(v.type.dtype)
+
     def _epilogue_host(self, n: Node) -> Kernel | None:
         """The kernel this pointwise op can join: the producer of one operand, when every other
         operand is in memory already or a folded scalar, and the iteration space matches."""
         out_shape = n.outputs[0].type.shape
         for v in n.inputs:
             k = self.kernel_of.get(v)
-            if k is None or k.kind not in ("pointwise", "matmul", "conv", "movement", "bsr_matmul"):
+            if k is None or k.kind not in ("pointwise", "matmul", "conv", "movement", "bsr_matmul", "reduction"):
                 continue
             if k.kind == "bsr_matmul" and len(out_shape) != 2:  # the fused block-sparse loop is rank 2
                 continue

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import PnetError, ShapeError, UsageError
 from ..ir.analysis import weight_of_matmul
-from .cleanup import _dce, drop_unused_params
+from .cleanup import _cse, _dce, drop_unused_params
 from ..ir import registry
 from ..ir.graph import Annotation, Graph, Init, Node, Param, Value, clone, replace_uses
 from ..ir.ops.quant import _dequantize_np, _pack_np, _quantize_np, expand_np, qrange
@@ -160,6 +160,7 @@ def quantize_model(graph: Graph, params: dict, scheme: str | None = None, calib:
     plans = _plans(sites, param_opts)
     rounded = _gptq_weights(g, params, sites, plans, calib) if calib is not None and gptq_rounding and not fake else {}
     _rewrite(g, new_params, sites, param_opts, plans, fake, calib, result, rounded)
+    _cse(g)   # layers reading one activation (Q, K, V) quantize it once, and then share one kernel
     _dce(g)   # what the integer layers replaced (a tied weight's float transpose) no longer reaches an output
     drop_unused_params(g, new_params)
     verify(g)

@@ -522,7 +522,8 @@ def test_cli(tmp_path, capsys):
     assert main(["show", mlp, "--kernels", "--quantize", "w8a8"]) == 0
     out = capsys.readouterr().out
     assert "qmatmul" in out and "weights: 104,488 -> 27,984 bytes (3.73x smaller" in out
-    assert "fallbacks=0" in out and "qmatmul_dequantize_mul_add_relu" in out   # int8 GEMM + dequant epilogue, one kernel
+    # int8 GEMM, the activations quantized in its A tile and the dequantize + bias + ReLU epilogue: one kernel
+    assert "fallbacks=0" in out and "qmatmul_quantize_dequantize_mul_add_relu" in out
     assert main(["run", mlp, "--quantize", "w8a8", "-b", "torch", "-o", str(tmp_path / "o.npz")]) == 0
 
 

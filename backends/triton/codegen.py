@@ -736,7 +736,8 @@ class ModuleGen(IndexKernels, ConvKernels):
 
         a_mask = "(rm[:, None] < M) & (kk[None, :] < K)"
         if a_v in k.prologue:
-            body.append(f"        at = ({in_tile(a_v, 'a', 'rm[:, None]', 'kk[None, :]', a_mask)}).to(tl.float32)")
+            at = in_tile(a_v, 'a', 'rm[:, None]', 'kk[None, :]', a_mask)
+            body.append(f"        at = {at}" if integer else f"        at = ({at}).to(tl.float32)")
         else:
             body.append(f"        at = {self._load('a', offs('a', 'rm[:, None]', 'kk[None, :]', 'sm', 'sk'), a_mask, a_v)}")
         for j in range(len(bs)):
@@ -847,10 +848,10 @@ class ModuleGen(IndexKernels, ConvKernels):
             body += [f"    c{d} = rem % size{d}", f"    rem = rem // size{d}"]
         return kept
 
-    def _row_launch(self, k, x: Value, red_axes, names, lines, extra_args, extra_values=()):
+    def _row_launch(self, k, x: Value, red_axes, names, lines, extra_args, extra_values=(), xs=None):
         rank = len(x.type.shape)
         kept = [d for d in range(rank) if d not in red_axes]
-        xs = names[x]
+        xs = xs or names[x]
         rows = " * ".join([f"{xs}.shape[{d}]" for d in kept]) or "1"
         ncol = " * ".join([f"{xs}.shape[{d}]" for d in red_axes]) or "1"
         nc = f"nc{self._next()}"
@@ -860,18 +861,42 @@ class ModuleGen(IndexKernels, ConvKernels):
         lines.append(f"    {k.name}[(max({rows}, 1),)]({', '.join(args)}, BLOCK=_rt.next_pow2({nc}))")
 
     def _k_reduction(self, k: Kernel, names, lines, plan):
+        """One program a row (the kept coordinates), the reduced axes in one block. The reduced value may be
+        computed in the row from its own operands (a pointwise prologue: max(abs(x)), sum(a * b)), and pointwise
+        ops on the result run before the store (an epilogue: the / 127 of a dynamic quantization scale)."""
         n = k.nodes[0]
         x = n.inputs[0]
         rank = len(x.type.shape)
         red = list(n.attrs["axis"]) if isinstance(n.attrs["axis"], list) else [n.attrs["axis"]]
-        params = ["x"] + [f"x_s{d}" for d in range(rank)] + ["out"] + [f"size{d}" for d in range(rank)] + ["NCOL", "BLOCK: tl.constexpr"]
+        pro = k.prologue.get(x, [])
+        epi = [m for m in k.nodes[1:] if m not in pro]
+        pro_ops, epi_ops = self._operands(k, plan, nodes=pro), self._operands(k, plan, nodes=epi)
+        out_t = n.outputs[0].type
+        keep = n.attrs.get("keepdims", False)
+        out_coords = [("0" if d in red else f"c{d}") for d in range(rank)] if keep else \
+            [f"c{d}" for d in range(rank) if d not in red]   # a row's coordinates in the output's dims
+        params = ["x"] + [f"x_s{d}" for d in range(rank)]
+        for i, v in enumerate(pro_ops):
+            params += [f"p{i}"] + [f"p{i}_s{d}" for d in range(rank)] + self.table_param(f"p{i}", v)
+        for i, v in enumerate(epi_ops):
+            params += [f"in{i}"] + [f"in{i}_s{d}" for d in range(out_t.rank)] + self.table_param(f"in{i}", v)
+        params += [f"out{j}" for j in range(len(k.outputs))] + [f"size{d}" for d in range(rank)] + ["NCOL", "BLOCK: tl.constexpr"]
         body = []
         self._rows(x, red, body)
         offs = " + ".join(f"c{d} * x_s{d}" for d in range(rank)) or "0"
         op = n.op
         ident = {"max": 'float("-inf")', "min": 'float("inf")', "argmax": 'float("-inf")', "argmin": 'float("inf")',
                  "logsumexp": 'float("-inf")'}.get(op, "0.0")
-        body.append(f"    v = tl.load(x + {offs}, mask=cmask, other={ident}).to(tl.float32)")
+        if pro:
+            reg = {}
+            for i, v in enumerate(pro_ops):
+                reg[v] = f"pv{i}"
+                p_offs = " + ".join(f"c{d} * p{i}_s{d}" for d in range(rank)) or "0"
+                body.append(f"    pv{i} = {self._load(f'p{i}', p_offs, 'cmask', v)}")
+            self._expr_chain(pro, reg, plan, body)
+            body.append(f"    v = tl.where(cmask, ({reg[x]}).to(tl.float32), {ident})")
+        else:
+            body.append(f"    v = tl.load(x + {offs}, mask=cmask, other={ident}).to(tl.float32)")
         if op == "sum":
             body.append("    r = tl.sum(v, axis=0)")
         elif op == "mean":
@@ -892,12 +917,34 @@ class ModuleGen(IndexKernels, ConvKernels):
                      f"    r = tl.sum(dv * dv, axis=0) / (NCOL - {corr})"]
             if op == "std":
                 body.append("    r = tl.sqrt(r)")
-        kept = [d for d in range(rank) if d not in red]
-        # the output is contiguous over the kept dims: its flat index is the row id
-        body.append("    tl.store(out + tl.program_id(0), r.to(out.dtype.element_ty))")
+        reg = {n.outputs[0]: "r"}
+        for i, v in enumerate(epi_ops):
+            reg[v] = f"e{i}"
+            e_offs = " + ".join(f"{c} * in{i}_s{d}" for d, c in enumerate(out_coords)) or "0"
+            body.append(f"    e{i} = {self._load(f'in{i}', e_offs, 'True', v)}")
+        self._expr_chain(epi, reg, plan, body)
+        # the outputs are contiguous over the kept dims: a row's flat index is the row id
+        for j, v in enumerate(k.outputs):
+            body.append(f"    tl.store(out{j} + tl.program_id(0), ({reg[v]}).to(out{j}.dtype.element_ty))")
         self.kernels.append(f"@triton.jit\ndef {k.name}({', '.join(params)}):\n" + "\n".join(body) + "\n")
-        self._alloc(n.outputs[0], names, lines)
-        self._row_launch(k, x, red, names, lines, [names[n.outputs[0]]])
+        for v in k.outputs:
+            self._alloc(v, names, lines)
+        xs = None
+        args = []
+        x_shape = ", ".join(dim_code(d) for d in x.type.shape)
+        if pro:   # x is computed in the row: a one-element view of its shape stands in for it (never read)
+            xs = f"e{self._next()}"
+            lines.append(f"    {xs} = {names[pro_ops[0]]}.new_zeros(()).expand({x_shape})")
+        for v in pro_ops:
+            e = f"e{self._next()}"
+            lines.append(f"    {e} = {names[v]}.expand({x_shape})")
+            args += [e] + [f"{e}.stride({d})" for d in range(rank)] + self.table_arg(names, v)
+        o_shape = ", ".join(dim_code(d) for d in out_t.shape)
+        for v in epi_ops:
+            e = f"e{self._next()}"
+            lines.append(f"    {e} = {names[v]}.expand(({o_shape}{',' if out_t.rank == 1 else ''}))")
+            args += [e] + [f"{e}.stride({d})" for d in range(out_t.rank)] + self.table_arg(names, v)
+        self._row_launch(k, x, red, names, lines, args + [names[v] for v in k.outputs], xs=xs)
 
     def _k_rownorm(self, k: Kernel, names, lines, plan):
         n = k.nodes[0]
