@@ -182,6 +182,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_compile(args) -> int:
+    from .backends.triton import aot
+    arch = aot.parse_arch(args.target) if args.target is not None else None   # a bad flag fails before any work
+    if arch is not None and args.backend != "triton":
+        raise UsageError(f"--target {args.target}: GPU targets are for -b triton")
     if args.backend != "triton":
         if args.backend == "torch":
             from .backends.torch_source import to_source
@@ -215,7 +219,17 @@ def cmd_compile(args) -> int:
     print(f"wrote {out / 'model.py'} ({len(compiled.plan.kernels)} kernels) and {out / 'plan.txt'}")
     save_next_to(args, qparams, out)
     save_sparse_next_to(args, qparams, out)
-    return EXIT_OK
+    if arch is None:
+        return EXIT_OK
+    # every kernel through Triton's GPU compiler and ptxas: no GPU needed
+    where = out / f"sm_{arch}"
+    builds, report = aot.compile_for_gpu(compiled, g, qparams, arch, where)
+    where.mkdir(exist_ok=True)
+    (where / "resources.txt").write_text(report + "\n")
+    lines = report.splitlines()
+    print("\n".join(lines if args.verbose else [ln for ln, b in zip(lines[1:], builds) if not b.ok] + lines[-1:]))
+    print(f"wrote each kernel's PTX and cubin, and resources.txt, to {where}")
+    return EXIT_OK if all(b.ok for b in builds) else EXIT_FAILED
 
 
 def cmd_fmt(args) -> int:
@@ -325,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(sp)
     sp.add_argument("-b", "--backend", default="triton")
     sp.add_argument("-o", "--output", required=True, help="output directory (triton) or .py file (torch)")
+    sp.add_argument("--target", metavar="ARCH", help="also build every kernel for this GPU (sm_80, sm_90, ...) with "
+                    "Triton's compiler and ptxas, no GPU needed: PTX, cubin, registers, spills, shared memory")
+    sp.add_argument("-v", "--verbose", action="store_true", help="with --target: print every kernel's resources")
     _add_quant_options(sp)
     sp.set_defaults(fn=cmd_compile)
 

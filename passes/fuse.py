@@ -206,6 +206,21 @@ def _transposed_weight(mm: Node, x: Value) -> bool:
         and t.op == "transpose" and x.type.rank == 2 and list(t.attrs["perm"]) == [1, 0]
 
 
+def _splits_dims(src: tuple, dst: tuple) -> bool:
+    """Each dim of `src` is the product of consecutive dims of `dst` (size-1 dims aside): a reshape that any
+    strides allow, as a view."""
+    src, dst = [d for d in src if d != 1], [d for d in dst if d != 1]
+    j = 0
+    for d in src:
+        prod = sympy.Integer(1)
+        while sympy.simplify(prod - d) != 0:
+            if j == len(dst):
+                return False
+            prod *= dst[j]
+            j += 1
+    return j == len(dst)
+
+
 class _Planner:
     def __init__(self, graph: Graph, fuse: bool = True):
         self.g = graph
@@ -217,6 +232,7 @@ class _Planner:
         self.kernel_of: dict[Value, Kernel] = {}   # value -> kernel computing it
         self.contiguous: set[Value] = set()
         self.contiguous_after_transpose: set[Value] = set()
+        self.strided_reshapes: set[Value] = set()   # reshape views of strided values (dims split in place)
         self.layouts: dict[Value, list[int]] = {}  # value -> the permutation its buffer is stored in
         self.uses = _uses(graph)
         self.indexed: dict[Value, Node] = {}
@@ -464,7 +480,8 @@ class _Planner:
 
     def _view_source(self, v: Value) -> Value:
         """The value `v` is a chain of reshape views of (itself if none): the same elements in the same order."""
-        while v.producer is not None and v.producer in self.views and v.producer.op == "reshape":
+        while v.producer is not None and v.producer in self.views and v.producer.op == "reshape" \
+                and v not in self.strided_reshapes:
             v = v.producer.inputs[0]
         return v
 
@@ -512,6 +529,8 @@ class _Planner:
                     absorbed.append(q)
         if any(n.op in ("const", "arange") or len(n.outputs) != 1 or n.outputs[0].type.numel != numel for n in chain):
             return   # every value of the chain is one element per element of x
+        if any(v in self.strided_reshapes for n in chain for v in n.inputs):
+            return   # flat indices address contiguous values
         if view is not None and self.uses.get(x, []) != [mm]:
             return
         for n in chain:
@@ -548,8 +567,12 @@ class _Planner:
         return True
 
     def _is_view(self, n: Node) -> bool:
-        if n.op == "reshape":
-            return n.inputs[0] in self.contiguous  # reshaping a strided view needs a copy
+        if n.op == "reshape" and n.inputs[0] not in self.contiguous:
+            # a strided value reshapes in place only when each of its dims splits into target dims (q of a
+            # fused qkv projection into heads): a dim of stride s splits into (n / m, m * s), (m, s)
+            if not _splits_dims(n.inputs[0].type.shape, n.outputs[0].type.shape):
+                return False
+            self.strided_reshapes.add(n.outputs[0])
         return True
 
     def _feeds_reduction(self, n: Node) -> bool:

@@ -120,6 +120,12 @@ KERNEL_CASES["int_arith"] = ("model m() {\n  input i: i64[B, 5]\n  input j: i32[
 KERNEL_CASES["int_floor_div"] = ("model m() {\n  input i: i64[B, 5]\n  input j: i32[5]\n"
                                  "  output q = i // (j * j + 1) + arange(5) // 2\n  output r = i % (j * j + 2) - i % 3\n}\n", 2)
 
+# heads split out of a fused qkv projection: reshapes of strided slices that only split dims are views (the
+# attention kernel reads q, k, v through strides; no copy kernels); a merge of a strided value still copies
+KERNEL_CASES["fused_qkv_heads"] = ("import nn.attention\nmodel m() {\n  input x: f32[B, T, 24]\n"
+                                   "  q, k, v = split(x, 3, axis=-1)\n"
+                                   "  output y = attend(split_heads(q, 2), split_heads(k, 2), split_heads(v, 2), causal=true)\n"
+                                   "  output z = reshape(swapaxes(v, 1, 2), [B, 8 * T]) * 2.0\n}\n", 2)
 
 @pytest.mark.parametrize("dtype", ["int32", "int64"])
 def test_integer_floor_division_matches_numpy(dtype):
@@ -234,6 +240,17 @@ def test_plan_figures_pinned(rel):
     for k, v in PINNED[rel].items():
         assert totals[k] == v, f"{rel}: {k} = {totals[k]}, pinned {v}"
     assert totals["bytes"] >= totals["compulsory_bytes"]
+
+
+def test_gpt2_small_plans_seven_kernels_a_layer():
+    """GPT-2 small (fused c_attn projection split into heads): per layer ln_1, c_attn GEMM, attention reading
+    q, k, v through strides, c_proj GEMM + residual, ln_2, c_fc GEMM + GELU, c_proj GEMM + residual; then
+    the embeddings (two lookups, the position ids, their sum), ln_f and the tied head."""
+    graph = run_passes(load_file(ROOT / "stdlib" / "backbones" / "gpt2.pnet").graph)
+    kernels = plan(graph).kernels
+    assert len(kernels) == 12 * 7 + 6
+    assert not [k.name for k in kernels if k.kind == "movement"]
+    assert sum(k.kind == "attention" for k in kernels) == 12
 
 
 def test_corrupt_cache_entry_is_rebuilt(tmp_path, monkeypatch):

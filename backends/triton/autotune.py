@@ -20,11 +20,14 @@ _memory: dict[str, dict] = {}
 _lock = threading.Lock()
 
 
-def gemm_configs(m: int, n: int, k: int, min_bk: int = 16) -> list[dict]:
+def gemm_configs(m: int, n: int, k: int, min_bk: int = 16, computed: bool = False) -> list[dict]:
     """Candidate tiles for a tl.dot template over an [m, k] x [k, n] problem: the first is the fixed config
     the interpreter uses (one large tile: it pays per program instance); the others are the usual GPU
     space (TorchInductor's and the Triton tutorial's shapes), clipped to the problem so tiny GEMMs do not
-    waste a 128-wide tile on 8 rows. `min_bk`: 32 for int8 operands (the smallest int8 MMA K step)."""
+    waste a 128-wide tile on 8 rows. `min_bk`: 32 for int8 operands (the smallest int8 MMA K step).
+    `computed`: an operand tile is computed in the loop (dequantized, masked): each tile shape is offered
+    single-staged too, since the software pipeliner keeps such a tile's loads in registers across stages
+    (`pnet compile --target sm_90`: the cnn w8 conv needs 255 registers and spills at 2 stages, 118 at 1)."""
     from .runtime import dot_block, next_pow2
     fixed = {"BM": dot_block(m), "BN": dot_block(n), "BK": max(min_bk, dot_block(k, 32)), "num_warps": 4, "num_stages": 2}
     space = [(128, 128, 32, 8, 3), (128, 64, 32, 4, 4), (64, 128, 32, 4, 4), (64, 64, 32, 4, 4),
@@ -36,6 +39,31 @@ def gemm_configs(m: int, n: int, k: int, min_bk: int = 16) -> list[dict]:
         key = tuple(cfg.values())
         if key not in seen:
             seen.add(key)
+            out.append(cfg)
+    if computed:
+        for cfg in list(out):
+            one = dict(cfg, num_stages=1)
+            if tuple(one.values()) not in seen:
+                seen.add(tuple(one.values()))
+                out.append(one)
+    return out
+
+
+def attention_configs(tq: int, tk: int, d: int) -> list[dict]:
+    """Candidate (query block, key block, warps, stages) for the flash-attention template: the first is the
+    interpreter's fixed 16 x 16; then the usual GPU tiles (the Triton fused-attention tutorial's), smaller key
+    blocks for wide heads so the q, k, v tiles and the f32 accumulator fit the register file."""
+    from .runtime import next_pow2
+    fixed = {"BM": 16, "BN": 16, "num_warps": 4, "num_stages": 2}
+    space = [(128, 64, 8, 3), (128, 32, 4, 3), (64, 64, 4, 3), (64, 32, 4, 4), (128, 128, 8, 2), (32, 32, 2, 4)]
+    out, seen = [fixed], {tuple(fixed.values())}
+    for bm, bn, warps, stages in space:
+        if d > 128 and bn > 32:
+            continue
+        cfg = {"BM": max(16, min(bm, next_pow2(tq))), "BN": max(16, min(bn, next_pow2(tk))),
+               "num_warps": warps, "num_stages": stages}
+        if tuple(cfg.values()) not in seen:
+            seen.add(tuple(cfg.values()))
             out.append(cfg)
     return out
 

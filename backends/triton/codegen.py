@@ -799,8 +799,8 @@ class ModuleGen(IndexKernels, ConvKernels):
         M, N, K = dim_code(a_v.type.shape[-2]), dim_code(bs[0].type.shape[-1]), dim_code(a_v.type.shape[-1])
         args += [M, N, K] + bshape
         nb = " * ".join(bshape) or "1"
-        self._tuned_launch(k.name, (M, N, K, nb), f"_rt.gemm_configs({M}, {N}, {K}{', min_bk=32' if integer else ''})",
-                           f"(_rt.cdiv({M}, c['BM']), _rt.cdiv({N}, c['BN']), {nb})", args, lines)
+        self._tuned_launch(k.name, (M, N, K, nb), f"_rt.gemm_configs({M}, {N}, {K}{', min_bk=32' if integer else ''}"
+                           f"{', computed=True' if k.prologue else ''})", f"(_rt.cdiv({M}, c['BM']), _rt.cdiv({N}, c['BN']), {nb})", args, lines)
 
     def _k_lookup(self, k: Kernel, names, lines, plan):
         """embedding / take along axis 0 of a 2-D table / one_hot: out[r..., c] from the id at r..."""
@@ -1022,7 +1022,10 @@ class ModuleGen(IndexKernels, ConvKernels):
             '    m_i = tl.full((BM,), float("-inf"), tl.float32)',
             "    l_i = tl.zeros((BM,), tl.float32)",
             "    acc = tl.zeros((BM, BDV), tl.float32)",
-            "    for start in range(0, TK, BN):",
+            "    hi = TK",
+            "    if CAUSAL:   # key blocks past this query block's diagonal are masked whole: skip them",
+            "        hi = tl.minimum(TK, (pid_m + 1) * BM)",
+            "    for start in range(0, hi, BN):",
             "        rn = start + tl.arange(0, BN)",
             f"        kt = tl.load({base('k')} + rn[None, :] * k_st + rd[:, None] * k_sd, mask=(rn[None, :] < TK) & (rd[:, None] < D), other=0.0).to(tl.float32)",
             '        s = tl.dot(qt, kt, input_precision="ieee") * scale',
@@ -1068,8 +1071,10 @@ class ModuleGen(IndexKernels, ConvKernels):
         o = names[n.outputs[0]]
         args += [o] + [f"{o}.stride({i})" for i in range(batch + 2)] + [tq, tk, d, dv] + bshape + [scale_code]
         nb = " * ".join(bshape) or "1"
-        lines.append(f"    {k.name}[(_rt.cdiv({tq}, 16), {nb})]({', '.join(args)}, BM=16, BN=16, BD=_rt.dot_block({d}, 1 << 16), "
-                     f"BDV=_rt.dot_block({dv}, 1 << 16), CAUSAL={bool(n.attrs['causal'])}, MASK={mask_kind})")
+        args += [f"BD=_rt.dot_block({d}, 1 << 16)", f"BDV=_rt.dot_block({dv}, 1 << 16)",
+                 f"CAUSAL={bool(n.attrs['causal'])}", f"MASK={mask_kind}"]
+        self._tuned_launch(k.name, (tq, tk, d, nb), f"_rt.attention_configs({tq}, {tk}, {d})",
+                           f"(_rt.cdiv({tq}, c['BM']), {nb})", args, lines)
 
 
 def generate(graph: Graph, fuse: bool = True) -> tuple[str, KernelPlan]:

@@ -158,5 +158,6 @@ class ConvKernels:
         args += [f"{o}.shape[{d + 2}]" for d in sp] + [f"{ws}.shape[{d + 2}]" for d in sp] + [str(b is not None)]
         rows = " * ".join([f"{xs}.shape[0]"] + [f"{o}.shape[{d + 2}]" for d in sp])
         red = " * ".join([cin_g] + [f"{ws}.shape[{d + 2}]" for d in sp])
-        self._tuned_launch(k.name, (rows, cout_g, red, str(groups)), f"_rt.gemm_configs({rows}, {cout_g}, {red}{', min_bk=32' if integer else ''})",
+        self._tuned_launch(k.name, (rows, cout_g, red, str(groups)), f"_rt.gemm_configs({rows}, {cout_g}, {red}{', min_bk=32' if integer else ''}"
+                           f"{', computed=True' if k.prologue else ''})",
                            f"(_rt.cdiv({rows}, c['BM']), _rt.cdiv({cout_g}, c['BN']), {groups})", args, lines)

@@ -116,7 +116,7 @@ def dot_block(n: int, cap: int = 64) -> int:
     return max(16, min(next_pow2(max(n, 1)), cap))
 
 
-from .autotune import gemm_configs, tuned  # noqa: E402,F401 - launch configs chosen by timing on a GPU
+from .autotune import attention_configs, gemm_configs, tuned  # noqa: E402,F401 - launch configs chosen by timing on a GPU
 
 # ---- fallbacks --------------------------------------------------------------------------------------
 def fallback(op: str, args, attrs):
