@@ -13,7 +13,7 @@ check that the generated source is a GPU program at all. It works in two steps:
    to 1 a constant, 16-divisible pointers and integers marked so).
 2. `build`: compile the launches in worker processes (Triton's interpreter patches the language module in
    any process that ran a kernel, so compiling happens in fresh ones with TRITON_INTERPRET=0) and read each
-   cubin's registers, spilled bytes and shared memory (cuobjdump, also in the wheel).
+   cubin's registers and spilled bytes (from the ptxas -v log) and shared memory (Triton's metadata).
 
     launches = capture(compiled, inputs, params)
     builds = build(compiled, launches, "sm_90", out_dir)     # -> [Build(kernel, config, error, regs, ...)]
@@ -83,7 +83,7 @@ class Build:
     launch: Launch
     error: str = ""            # one line; empty when it compiled
     regs: int = 0              # per thread
-    spill_bytes: int = 0       # stack frame + local memory per thread: registers spilled
+    spill_bytes: int = 0       # per thread: registers spilled (ptxas "bytes spill stores")
     shared: int = 0            # bytes per block
     problems: list = field(default_factory=list)   # why it cannot launch on the target (shared memory, registers)
 
@@ -259,21 +259,23 @@ def _one_line(e: Exception) -> str:
     return f"{type(e).__name__}: {where}{': ' + why if why else ''}"[:400]
 
 
-def _resources(cubin: bytes, cuobjdump: str) -> dict:
-    import tempfile
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        text = subprocess.run([cuobjdump, "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
-    found = dict(re.findall(r"\b(REG|LOCAL|STACK):(\d+)", text))
-    # registers that did not fit go to the thread's stack frame (ptxas -v: "bytes stack frame, spill stores")
-    return {"regs": int(found.get("REG", 0)), "spill_bytes": int(found.get("STACK", 0)) + int(found.get("LOCAL", 0))}
+def _resources(ptxas_log: str) -> dict:
+    """Registers per thread and spilled bytes from ptxas -v (which Triton runs for every cubin): 'Used 56
+    registers, 32 bytes stack frame, 0 bytes spill stores' (a stack frame alone is not a spill: sin's slow
+    path keeps an array there)."""
+    regs = re.findall(r"Used (\d+) registers", ptxas_log)
+    spills = re.findall(r"(\d+) bytes spill stores", ptxas_log)
+    return {"regs": int(regs[-1]) if regs else 0, "spill_bytes": int(spills[-1]) if spills else 0}
 
 
 def _worker() -> None:
     """Compile the launches given on stdin (JSON); print one JSON list of results."""
     os.environ["TRITON_INTERPRET"] = "0"
+    os.environ["TRITON_DUMP_PTXAS_LOG"] = "1"   # triton prints the log of its ptxas -v run
+    os.environ["TRITON_ALWAYS_COMPILE"] = "1"   # ... which a cached kernel skips
+    import contextlib
     import importlib.util
+    import io
 
     import triton
     from triton.backends.compiler import GPUTarget
@@ -282,7 +284,6 @@ def _worker() -> None:
     spec = importlib.util.spec_from_file_location("pnet_aot_module", request["module"])
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    cuobjdump = str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump")
     target = GPUTarget("cuda", request["arch"], 32)
     out_dir = Path(request["out_dir"]) if request["out_dir"] else None
     results = []
@@ -290,12 +291,14 @@ def _worker() -> None:
         fn = getattr(module, x["kernel"])
         x["constexprs"] = {k: tuple(v) if isinstance(v, list) else v for k, v in x["constexprs"].items()}
         attrs = {(i,): [["tt.divisibility", 16]] for i in x["divisible"]}
+        log = io.StringIO()
         try:
-            k = triton.compile(ASTSource(fn, x["signature"], x["constexprs"], attrs), target=target, options=x["options"])
+            with contextlib.redirect_stdout(log):
+                k = triton.compile(ASTSource(fn, x["signature"], x["constexprs"], attrs), target=target, options=x["options"])
         except Exception as e:  # noqa: BLE001 - every failure is reported, per kernel
             results.append({"error": _one_line(e)})
             continue
-        r = {"shared": int(k.metadata.shared), **_resources(k.asm["cubin"], cuobjdump)}
+        r = {"shared": int(k.metadata.shared), **_resources(log.getvalue())}
         for name in x["names"] if out_dir is not None else []:
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / f"{name}.ptx").write_text(k.asm["ptx"])
