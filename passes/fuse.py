@@ -33,7 +33,7 @@ import sympy
 from ..ir import registry
 from ..ir.analysis import table_lookup
 from ..ir.graph import Graph, Node, Value
-from ..ir.types import BYTES, DTYPES, is_float, numel
+from ..ir.types import BYTES, DTYPES, dims_equal, is_float, numel
 
 VIEW_OPS = {"transpose", "expand_dims", "squeeze", "broadcast_to", "slice", "reshape"}
 MOVE_OPS = {"flip", "roll", "repeat", "tile", "pad", "concat", "reshape", "unpack_bits"}  # copies: "movement" kernels
@@ -213,7 +213,7 @@ def _splits_dims(src: tuple, dst: tuple) -> bool:
     j = 0
     for d in src:
         prod = sympy.Integer(1)
-        while sympy.simplify(prod - d) != 0:
+        while not dims_equal(prod, d):
             if j == len(dst):
                 return False
             prod *= dst[j]

@@ -2,9 +2,9 @@
 real compiler (TTIR -> TTGIR -> LLVM -> PTX -> cubin, ptxas included in the triton wheel) for a named GPU,
 with the resources each one needs.
 
-The interpreter that runs kernels on the CPU accepts programs a GPU compiler rejects (a dot tile under 16,
-a dtype mismatch the interpreter's numpy glosses over, a block too large for shared memory), so this is the
-check that the generated source is a GPU program at all. It works in two steps:
+The interpreter that runs kernels on the CPU runs each kernel as Python over numpy and never lowers it, so
+it can accept programs the GPU compiler rejects, and it says nothing of registers or shared memory: this is
+the check that the generated source is a GPU program that fits the GPU. It works in two steps:
 
 1. `capture`: run the model's launcher with every kernel replaced by a recorder (nothing is computed; the
    launchers depend on shapes only), as a GPU run would see it: GPU block sizes, and every autotuning
@@ -16,12 +16,13 @@ check that the generated source is a GPU program at all. It works in two steps:
    cubin's registers and spilled bytes (from the ptxas -v log) and shared memory (Triton's metadata).
 
     launches = capture(compiled, inputs, params)
-    builds = build(compiled, launches, "sm_90", out_dir)     # -> [Build(kernel, config, error, regs, ...)]
+    builds = build(compiled, launches, 90, out_dir)     # sm_90 -> [Build(launch, error, regs, spill_bytes, ...)]
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -105,18 +106,18 @@ class _Recorder:
 
     @functools.cached_property
     def body(self) -> str:
-        import inspect
         text = inspect.getsource(self.fn.fn).replace(f"def {self.name}(", "def kernel(", 1)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    @functools.cached_property
+    def params(self) -> list:
+        return list(inspect.signature(self.fn.fn).parameters.values())
+
 
 def _specialize(recorder, args, kwargs) -> Launch:
-    import inspect
-
     import torch
-    name = recorder.name
+    name, params = recorder.name, recorder.params
     options = {k: kwargs.pop(k) for k in _LAUNCH_OPTIONS if k in kwargs}
-    params = list(inspect.signature(recorder.fn.fn).parameters.values())
     values = dict(zip([p.name for p in params], args), **kwargs)
     signature, constexprs, divisible = {}, {}, []
     for i, p in enumerate(params):

@@ -32,20 +32,20 @@ def gemm_configs(m: int, n: int, k: int, min_bk: int = 16, computed: bool = Fals
     fixed = {"BM": dot_block(m), "BN": dot_block(n), "BK": max(min_bk, dot_block(k, 32)), "num_warps": 4, "num_stages": 2}
     space = [(128, 128, 32, 8, 3), (128, 64, 32, 4, 4), (64, 128, 32, 4, 4), (64, 64, 32, 4, 4),
              (128, 256, 64, 8, 3), (64, 32, 32, 2, 5), (32, 64, 32, 2, 5), (32, 32, 64, 2, 4)]
-    out, seen = [fixed], {tuple(fixed.values())}
-    for bm, bn, bk, warps, stages in space:
-        cfg = {"BM": max(16, min(bm, next_pow2(m))), "BN": max(16, min(bn, next_pow2(n))),
-               "BK": max(min_bk, min(bk, next_pow2(k))), "num_warps": warps, "num_stages": stages}
-        key = tuple(cfg.values())
-        if key not in seen:
-            seen.add(key)
+    tiles = [{"BM": max(16, min(bm, next_pow2(m))), "BN": max(16, min(bn, next_pow2(n))),
+              "BK": max(min_bk, min(bk, next_pow2(k))), "num_warps": warps, "num_stages": stages}
+             for bm, bn, bk, warps, stages in space]
+    out = _distinct([fixed] + tiles)
+    return _distinct(out + [dict(cfg, num_stages=1) for cfg in out]) if computed else out
+
+
+def _distinct(configs: list[dict]) -> list[dict]:
+    """The configs in order, each once (clipping to a small problem makes several alike)."""
+    seen, out = set(), []
+    for cfg in configs:
+        if tuple(cfg.items()) not in seen:
+            seen.add(tuple(cfg.items()))
             out.append(cfg)
-    if computed:
-        for cfg in list(out):
-            one = dict(cfg, num_stages=1)
-            if tuple(one.values()) not in seen:
-                seen.add(tuple(one.values()))
-                out.append(one)
     return out
 
 
@@ -56,16 +56,9 @@ def attention_configs(tq: int, tk: int, d: int) -> list[dict]:
     from .runtime import next_pow2
     fixed = {"BM": 16, "BN": 16, "num_warps": 4, "num_stages": 2}
     space = [(128, 64, 8, 3), (128, 32, 4, 3), (64, 64, 4, 3), (64, 32, 4, 4), (128, 128, 8, 2), (32, 32, 2, 4)]
-    out, seen = [fixed], {tuple(fixed.values())}
-    for bm, bn, warps, stages in space:
-        if d > 128 and bn > 32:
-            continue
-        cfg = {"BM": max(16, min(bm, next_pow2(tq))), "BN": max(16, min(bn, next_pow2(tk))),
-               "num_warps": warps, "num_stages": stages}
-        if tuple(cfg.values()) not in seen:
-            seen.add(tuple(cfg.values()))
-            out.append(cfg)
-    return out
+    return _distinct([fixed] + [{"BM": max(16, min(bm, next_pow2(tq))), "BN": max(16, min(bn, next_pow2(tk))),
+                                 "num_warps": warps, "num_stages": stages}
+                                for bm, bn, warps, stages in space if d <= 128 or bn <= 32])
 
 
 def _device() -> str:
