@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends import BACKENDS, run as run_backend
-from .errors import PnetError, UsageError
+from .errors import PnetError, UsageError, read_source
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -176,7 +176,8 @@ def cmd_run(args) -> int:
         save_params(args.save_params, params)
     for k, v in outputs.items():
         finite = bool(np.all(np.isfinite(v))) if v.dtype.kind == "f" else True
-        print(f"{k}: {v.dtype}{list(v.shape)} mean={float(np.mean(v)):.6g} std={float(np.std(v)):.6g}" + ("" if finite else " (NOT FINITE)"))
+        stats = f" mean={float(np.mean(v)):.6g} std={float(np.std(v)):.6g}" if v.size else " (empty)"  # a dim bound to 0
+        print(f"{k}: {v.dtype}{list(v.shape)}{stats}" + ("" if finite else " (NOT FINITE)"))
     print(f"wrote {out_path}")
     return EXIT_OK
 
@@ -196,7 +197,7 @@ def cmd_compile(args) -> int:
             from .quantize_cli import maybe_quantize, save_next_to
             g, qparams = maybe_quantize(args, g, sparams)
             out = Path(args.output)
-            out.write_text(to_source(g))
+            out.write_text(to_source(g), encoding="utf-8")
             print(f"wrote {out}")
             save_next_to(args, qparams, out)
             save_sparse_next_to(args, qparams, out)
@@ -236,7 +237,7 @@ def cmd_fmt(args) -> int:
     from .dsl.fmt import format_source
     path = Path(args.file)
     try:
-        src = path.read_text(encoding="utf-8")
+        src = read_source(path, keep_bom=True)   # fmt drops a byte-order mark: --check reports it, -w removes it
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read {path}: {e}") from None
     out = format_source(src, str(path))

@@ -11,8 +11,23 @@ class Loc:
     line: int
     col: int
 
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+    def __str__(self) -> str:   # a file name with a newline must not forge a second message line
+        file = "".join(ch if ch.isprintable() else _escape_char(ch) for ch in self.file)
+        return f"{file}:{self.line}:{self.col}"
+
+
+def escape_text(text, quotes: str = "") -> str:
+    """`text` on one printable line: the backslash, the `quotes` characters and every non-printable character
+    (newlines, \\r, \\v, \\f, \\x85, \\u2028, NUL, lone surrogates) as Python-style escapes. Used wherever user
+    text (file names, names, strings) is written into a line of something: messages, IR text, generated code."""
+    return "".join(_escape_char(ch) if not ch.isprintable() or ch == "\\" or ch in quotes else ch for ch in str(text))
+
+
+def _escape_char(ch: str) -> str:
+    o = ord(ch)
+    if ch == "\\" or ch in "\"'":
+        return "\\" + ch
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
 
 
 class PnetError(Exception):
@@ -45,7 +60,8 @@ class PnetError(Exception):
             self.source_line = _read_line(self.loc)
         if self.source_line is not None and self.loc is not None:
             caret = " " * max(self.loc.col - 1, 0) + "^"
-            text += "\n  " + self.source_line.rstrip("\n") + "\n  " + caret
+            shown = "".join(ch if ch.isprintable() or ch == "\t" else " " for ch in self.source_line.rstrip("\r\n"))
+            text += "\n  " + shown + "\n  " + caret   # control characters shown as spaces: the caret stays aligned
         return text
 
 
@@ -57,13 +73,37 @@ class UsageError(PnetError):
     """A bad CLI flag, API argument or input file (no source location)."""
 
 
+def read_source(path, keep_bom: bool = False) -> str:
+    """A .pnet file's text as every reader takes it (CLI, imports, fmt, error lines): UTF-8, a leading byte-order
+    mark dropped, line ends untranslated -- the lexer ends lines at \\n (and \\r\\n) only, so a lone \\r is not
+    a line break. Raises OSError / UnicodeDecodeError."""
+    with open(path, encoding="utf-8", newline="") as f:
+        text = f.read()
+    return text if keep_bom else strip_bom(text)
+
+
+def strip_bom(text: str) -> str:
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def source_lines(text: str) -> list[str]:
+    """The lines of a source as the lexer counts them: split at \\n only (str.splitlines() also splits at \\v,
+    \\f, \\x1c-\\x1e, \\x85, \\u2028, \\u2029 and a lone \\r, which would shift every later line number)."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
+
+def source_line(text: str, line: int) -> str | None:
+    """Line `line` (1-based, counted as the lexer counts) of `text`, or None."""
+    lines = source_lines(text)
+    return lines[line - 1] if 0 < line <= len(lines) else None
+
+
 def _read_line(loc: Loc) -> str | None:
     """The source line at `loc`, read from disk (for errors raised before the text was at hand)."""
     try:
-        with open(loc.file, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if i == loc.line:
-                    return line
-    except (OSError, UnicodeDecodeError):
-        pass
-    return None
+        return source_line(read_source(loc.file), loc.line)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None

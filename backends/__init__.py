@@ -9,6 +9,7 @@ BACKENDS = ("numpy", "torch", "triton")
 def run(backend: str, graph, inputs: dict, params: dict, *, seed: int = 0, float64: bool = False,
         dtype: str = "f32") -> dict[str, np.ndarray]:
     """Outputs by name as NumPy arrays. The caller checks `backend` against BACKENDS (to word the error)."""
+    _check_memory(graph, inputs, float64, holds_every_value=backend == "numpy")
     if backend == "numpy":
         from . import numpy_ref
         return numpy_ref.run(graph, inputs, params, seed=seed, float64=float64)
@@ -20,4 +21,12 @@ def run(backend: str, graph, inputs: dict, params: dict, *, seed: int = 0, float
     module = to_module(graph, "f64" if float64 else dtype, params=params)
     with torch.no_grad():
         out = module(**inputs)
-    return {k: (v.float() if v.dtype == torch.bfloat16 else v).cpu().numpy() for k, v in out.items()}
+    return {k: (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy() for k, v in out.items()}
+
+
+def _check_memory(graph, inputs: dict, float64: bool, holds_every_value: bool) -> None:
+    """Refuse a run that cannot fit (pnet.backends.memory) before a backend allocates anything: the same
+    located PnetError from every backend, never a MemoryError."""
+    from .memory import check_run
+    from .numpy_ref import bind_dims
+    check_run(graph, bind_dims(graph, inputs), float64, holds_every_value=holds_every_value)

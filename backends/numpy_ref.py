@@ -11,7 +11,7 @@ import sympy
 from ..errors import PnetError, ShapeError
 from ..ir import registry
 from ..ir.graph import Graph, Param
-from ..ir.types import DTYPES, concrete, is_float, sym
+from ..ir.types import DTYPES, concrete, is_float, round_to_bf16, sym
 
 DEFAULT_DIM = 4
 DEFAULT_DIMS = {"B": 2}
@@ -26,7 +26,7 @@ def bind_dims(graph: Graph, inputs: dict[str, np.ndarray] | None = None, dims: d
             continue
         arr = np.asarray(inputs[name])
         if arr.ndim != v.type.rank:
-            raise ShapeError(f"input '{name}' should have rank {v.type.rank} ({v.type}), got shape {list(arr.shape)}")
+            raise input_shape_error(name, v.type, arr.shape)
         for d, n in zip(v.type.shape, arr.shape):
             if d.is_Symbol:
                 if d.name in bound and bound[d.name] != n:
@@ -38,8 +38,69 @@ def bind_dims(graph: Graph, inputs: dict[str, np.ndarray] | None = None, dims: d
         if inputs is not None and name in inputs:
             want = [concrete(d, bound) for d in v.type.shape]
             if list(np.shape(inputs[name])) != want:
-                raise ShapeError(f"input '{name}' should have shape {want} ({v.type}), got {list(np.shape(inputs[name]))}")
+                raise input_shape_error(name, v.type, np.shape(inputs[name]), want)
     return bound
+
+
+def input_shape_error(name: str, declared, got, want=None) -> ShapeError:
+    """The one message for an input of the wrong rank, or (`want`: the bound shape) of the wrong shape."""
+    if len(got) != declared.rank:
+        return ShapeError(f"input '{name}' should have rank {declared.rank} ({declared}), got shape {list(got)}")
+    return ShapeError(f"input '{name}' should have shape {list(want)} ({declared}), got {list(got)}")
+
+
+def check_shapes(graph: Graph, bindings: dict) -> None:
+    """The run-time errors the bound sizes alone decide, located at their node: a reduction with no identity
+    (max, argmax, ...) over an axis bound to 0, a slice past the end of a dim, a reflect/circular pad of an
+    empty axis. Every backend runs this once per
+    binding before any op runs, so all raise the same error (top-level nodes: a scan body's own ops raise)."""
+    for node in graph.nodes:
+        msg = _shape_error(node, bindings)
+        if msg:
+            raise PnetError(msg, node.loc)
+
+
+# ops whose type rule, given the bound sizes, refuses what the symbolic one could not decide (topk's k against
+# a dim bound to 0, split sizes against the bound axis): their type rule runs again with concrete shapes
+RETYPED = ("topk", "split")
+
+
+def _retype_error(node, bindings: dict) -> str | None:
+    types = [None if v is None else v.type.with_shape(tuple(sympy.Integer(concrete(d, bindings)) for d in v.type.shape))
+             for v in node.inputs]
+    try:
+        outs = registry.get(node.op).infer_types(types, concretize(dict(node.attrs), bindings))
+    except PnetError as e:
+        return e.message
+    for got, v in zip(outs, node.outputs):
+        want = [concrete(d, bindings) for d in v.type.shape]
+        if [int(d) for d in got.shape] != want:
+            return f"{node.op}: the result would have shape {[int(d) for d in got.shape]}, not {want}"
+    return None
+
+
+def _shape_error(node, bindings: dict) -> str | None:
+    from ..ir.ops.movement import pad_range_error, slice_range_error
+    from ..ir.ops.reduce import NO_IDENTITY, empty_reduction_error
+    if node.op in RETYPED:
+        return _retype_error(node, bindings)
+    if node.op not in NO_IDENTITY and node.op not in ("slice", "pad"):
+        return None
+    shape = [concrete(d, bindings) for d in node.inputs[0].type.shape]
+    if node.op == "slice":
+        return slice_range_error(shape, concretize(node.attrs["slices"], bindings))
+    if node.op == "pad":
+        return pad_range_error(shape, node.attrs["pads"], node.attrs["mode"])
+    return empty_reduction_error(node.op, shape, node.attrs)
+
+
+def check_inputs(graph: Graph, inputs: dict, dims: dict | None = None) -> dict[str, int]:
+    """What every backend does with the inputs before running: all given, the symbolic dims bound to their
+    shapes (a ShapeError for a wrong shape or an inconsistent dim). Returns the bindings."""
+    missing = [n for n, _ in graph.inputs if n not in inputs]
+    if missing:
+        raise PnetError(f"missing input{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    return bind_dims(graph, inputs, dims)
 
 
 def symbols(graph: Graph) -> list[str]:
@@ -78,6 +139,19 @@ def fans(shape) -> tuple[int, int]:
     return shape[1] * k, shape[0] * k
 
 
+_CHUNK = 1 << 20  # values drawn (in float64) at a time, written straight into the tensor's own dtype
+
+
+def _drawn(draw, shape, dtype) -> np.ndarray:
+    """An array of `dtype` filled chunk by chunk with draw(n) (n float64 values): the same values as one big
+    draw (the generator's stream does not depend on the chunking), without a float64 copy of the tensor."""
+    out = np.empty(shape, dtype)
+    flat = out.reshape(-1)
+    for i in range(0, flat.size, _CHUNK):
+        flat[i:i + _CHUNK] = draw(min(_CHUNK, flat.size - i))
+    return out
+
+
 def init_param(p: Param, seed: int = 0) -> np.ndarray:
     """Deterministic: the stream depends on the seed and the parameter's name, not on order."""
     shape = tuple(int(d) for d in p.value.type.shape)
@@ -89,26 +163,27 @@ def init_param(p: Param, seed: int = 0) -> np.ndarray:
     fan_in, fan_out = kw.get("fan_in", fan_in), kw.get("fan_out", fan_out)
     if fn == "normal":
         mean, std = (list(args) + [0.0, 1.0][len(args):])[:2]
-        out = rng.normal(kw.get("mean", mean), kw.get("std", std), shape)
+        out = _drawn(lambda n: rng.normal(kw.get("mean", mean), kw.get("std", std), n), shape, dtype)
     elif fn == "trunc_normal":
         mean, std = (list(args) + [0.0, 1.0][len(args):])[:2]
-        out = np.clip(rng.normal(0.0, 1.0, shape), -2, 2) * kw.get("std", std) + kw.get("mean", mean)
+        out = _drawn(lambda n: np.clip(rng.normal(0.0, 1.0, n), -2, 2) * kw.get("std", std) + kw.get("mean", mean),
+                     shape, dtype)
     elif fn == "uniform":
         low, high = (list(args) + [0.0, 1.0][len(args):])[:2]
-        out = rng.uniform(kw.get("low", low), kw.get("high", high), shape)
+        out = _drawn(lambda n: rng.uniform(kw.get("low", low), kw.get("high", high), n), shape, dtype)
     elif fn == "zeros":
-        out = np.zeros(shape)
+        out = np.zeros(shape, dtype)
     elif fn == "ones":
-        out = np.ones(shape)
+        out = np.ones(shape, dtype)
     elif fn == "constant":
-        out = np.full(shape, args[0] if args else kw.get("value", 0.0))
+        out = np.full(shape, np.asarray(args[0] if args else kw.get("value", 0.0)).astype(dtype), dtype)
     elif fn == "kaiming":
         gain = args[0] if args else np.sqrt(2.0)
-        out = rng.normal(0.0, gain / np.sqrt(max(fan_in, 1)), shape)
+        out = _drawn(lambda n: rng.normal(0.0, gain / np.sqrt(max(fan_in, 1)), n), shape, dtype)
     elif fn == "xavier":
         gain = args[0] if args else 1.0
         a = gain * np.sqrt(6.0 / max(fan_in + fan_out, 1))
-        out = rng.uniform(-a, a, shape)
+        out = _drawn(lambda n: rng.uniform(-a, a, n), shape, dtype)
     elif fn == "orthogonal":
         gain = args[0] if args else 1.0
         rows, cols = (shape[0], int(np.prod(shape[1:]))) if len(shape) > 1 else (1, shape[0] if shape else 1)
@@ -117,10 +192,12 @@ def init_param(p: Param, seed: int = 0) -> np.ndarray:
         out = gain * (q if rows >= cols else q.T)[:rows, :cols].reshape(shape)
     else:
         raise PnetError(f"parameter {p.name}: unknown initializer '{fn}'", p.loc)
-    return np.asarray(out).astype(dtype)
+    return np.asarray(out).astype(dtype, copy=False)
 
 
 def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    from .memory import check_params
+    check_params(graph)  # refused from the shapes, before any is drawn
     return {p.name: init_param(p, seed) for p in graph.params}
 
 
@@ -128,16 +205,20 @@ def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
 def random_inputs(graph: Graph, seed: int = 0, dims: dict | None = None) -> dict[str, np.ndarray]:
     """Seeded inputs: normal floats; integer inputs in the range their consumers index (e.g. a vocab)."""
     bindings = bind_dims(graph, None, dims)
+    from .memory import check_inputs
+    check_inputs(graph, bindings)  # refused from the shapes, before any is drawn
     rng = np.random.default_rng([seed, 1])
     out = {}
     for name, v in graph.inputs:
         shape = tuple(concrete(d, bindings) for d in v.type.shape)
+        dtype = DTYPES[v.type.dtype]
         if is_float(v.type.dtype):
-            out[name] = rng.standard_normal(shape).astype(DTYPES[v.type.dtype])
+            out[name] = _drawn(rng.standard_normal, shape, dtype)
         elif v.type.dtype == "bool":
-            out[name] = rng.random(shape) < 0.5
+            out[name] = _drawn(lambda n: rng.random(n) < 0.5, shape, dtype)
         else:
-            out[name] = rng.integers(0, index_bound(graph, v, bindings), shape).astype(DTYPES[v.type.dtype])
+            bound = index_bound(graph, v, bindings)
+            out[name] = _drawn(lambda n: rng.integers(0, bound, n), shape, dtype)
     return out
 
 
@@ -169,10 +250,10 @@ def run(graph: Graph, inputs: dict[str, np.ndarray] | None = None, params: dict[
         *, seed: int = 0, float64: bool = False, dims: dict | None = None) -> dict[str, np.ndarray]:
     """Run the model. Missing inputs/params are drawn from `seed`. Returns outputs by name."""
     inputs = dict(inputs) if inputs is not None else random_inputs(graph, seed, dims)
-    missing = [n for n, _ in graph.inputs if n not in inputs]
-    if missing:
-        raise PnetError(f"missing input{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
-    bindings = bind_dims(graph, inputs, dims)
+    bindings = check_inputs(graph, inputs, dims)
+    from .memory import check_run
+    check_run(graph, bindings, float64)  # every value's size from the shapes, before any op runs
+    check_shapes(graph, bindings)
     params = params if params is not None else init_params(graph, seed)
     env_in = []
     for name, v in graph.inputs:
@@ -187,6 +268,8 @@ def run(graph: Graph, inputs: dict[str, np.ndarray] | None = None, params: dict[
 
 
 def _as_dtype(arr, dtype, float64):
+    if dtype == "bf16" and not float64:   # held in float32 (NumPy has no bf16), rounded as a bf16 tensor is
+        return round_to_bf16(arr)
     if is_float(dtype):
         return arr.astype(np.float64 if float64 else DTYPES[dtype], copy=False)
     return arr.astype(DTYPES[dtype], copy=False)
@@ -203,8 +286,11 @@ def evaluate(graph: Graph, env: dict, bindings: dict, float64: bool = False) -> 
             attrs = concretize(node.attrs, bindings)
             if float64 and "dtype" in attrs and is_float(attrs["dtype"]):
                 attrs["dtype"] = "f64"
-            with np.errstate(all="ignore"):
-                out = opdef.ref(*args, **attrs)
+            try:
+                with np.errstate(all="ignore"):
+                    out = opdef.ref(*args, **attrs)
+            except PnetError as e:  # a data-dependent error (an index out of range): say which node
+                raise e.with_loc(node.loc) from None
             results = list(out) if isinstance(out, tuple) else [out]
         for v, r in zip(node.outputs, results):
             env[v] = _as_dtype(np.asarray(r), v.type.dtype, float64)

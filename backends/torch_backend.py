@@ -26,6 +26,7 @@ from ..ir import registry
 from ..ir.graph import Graph
 from ..ir.types import is_float
 from . import numpy_ref
+from .pysrc import dim_var
 
 TORCH_DTYPES = {"f64": torch.float64, "f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
                 "i64": torch.int64, "i32": torch.int32, "i8": torch.int8, "u8": torch.uint8, "bool": torch.bool}
@@ -92,7 +93,7 @@ def dim_src(expr) -> str:
     if expr.is_Integer:
         return str(int(expr))
     if expr.is_Symbol:
-        return expr.name
+        return dim_var(expr.name)
     if isinstance(expr, sympy.floor):
         num, den = sympy.fraction(sympy.together(expr.args[0]))
         return f"({dim_src(num)}) // ({dim_src(den)})" if den != 1 else dim_src(num)
@@ -126,7 +127,7 @@ class _Dim:
     def __init__(self, expr):
         self.names = sorted(s.name for s in expr.free_symbols)
         self.text = dim_src(expr)
-        self.fn = eval(f"lambda {', '.join(self.names)}: {self.text}", {"max": max, "min": min})  # noqa: S307
+        self.fn = eval(f"lambda {', '.join(dim_var(n) for n in self.names)}: {self.text}", {"max": max, "min": min})  # noqa: S307
 
     def __call__(self, bindings: dict) -> int:
         try:
@@ -261,6 +262,8 @@ class _Program:
             float_ins = {compute_dtype(v.type.dtype, mode) for v in node_ins if v is not None and is_float(v.type.dtype)}
             if len(float_ins) > 1 and dtypes and dtypes[0].is_floating_point:
                 fn = _promoting(fn, dtypes[0])
+            if registry.get(node.op).kind == "index":
+                fn = _located(fn, node)
             self.steps.append(_Step(node, fn, ins, outs, attrs, dtypes))
         self.n_slots = len(slots) + 1
         self.out_slots = [slots[v] for _, v in graph.outputs]
@@ -299,6 +302,17 @@ def _promoting(fn, dtype):
     mixed float operands (f64 input, f32 params), while torch's conv and norm kernels want one dtype."""
     def run(T, *xs, **attrs):
         return fn(T, *[x.to(dtype) if x is not None and x.is_floating_point() else x for x in xs], **attrs)
+    return run
+
+
+def _located(fn, node):
+    """An index op's lowering whose range check (ir/ops/index.check_index_range: an IndexError, so that it also
+    runs in standalone torch source) becomes the reference's PnetError at the node's source location."""
+    def run(T, *xs, **attrs):
+        try:
+            return fn(T, *xs, **attrs)
+        except IndexError as e:
+            raise PnetError(str(e), node.loc) from None
     return run
 
 
@@ -488,13 +502,13 @@ class PnetModule(nn.Module):
         plan = self._plans.get(key)
         if plan is None:
             bindings = {s: bound.get(s, self._defaults[s]) for s in self._symbols}
+            numpy_ref.check_shapes(self.graph, bindings)  # once per binding: the reference's shape errors
             want = [_resolve(shape, bindings) for shape in self._input_shapes]
             plan = (self._program.instantiate(bindings, device), want)
             self._plans[key] = plan
         for name, t, w in zip(self._input_names, inputs, plan[1]):
             if tuple(t.shape) != w:
-                v = dict(self.graph.inputs)[name]
-                raise ShapeError(f"input '{name}' should have shape {list(w)} ({v.type}), got {list(t.shape)}")
+                raise numpy_ref.input_shape_error(name, dict(self.graph.inputs)[name].type, tuple(t.shape), w)
         return plan[0]
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
@@ -504,7 +518,7 @@ class PnetModule(nn.Module):
         leaves = inputs + [owner._parameters[leaf] for owner, leaf in self._param_slots]
         env[1:1 + len(leaves)] = leaves
         _execute(plan, env, self._buffers)
-        return {n: env[i] for n, i in zip(self._output_names, self._program.out_slots)}
+        return _plain_outputs({n: env[i] for n, i in zip(self._output_names, self._program.out_slots)})
 
     def outputs_tuple(self, *args, **kwargs) -> tuple:
         """The outputs in the graph's output order (for code that wants `y, h = ...`)."""
@@ -513,6 +527,15 @@ class PnetModule(nn.Module):
 
     def extra_repr(self) -> str:
         return f"graph={self.graph.name}, dtype={self._pnet_dtype}"
+
+
+def _plain_outputs(outs: dict) -> dict:
+    """Under torch.no_grad(), an output that is a parameter or a view of one (`output y = w.T`) is detached:
+    torch keeps requires_grad on such views, so it would otherwise refuse .numpy() and differ from every
+    other output. With grad enabled it is returned as is, so gradients reach the parameter."""
+    if torch.is_grad_enabled():
+        return outs
+    return {k: v.detach() if v.requires_grad else v for k, v in outs.items()}
 
 
 def to_module(graph: Graph, dtype: str = "f32", device="cpu", *, seed: int = 0, params: dict | None = None) -> PnetModule:

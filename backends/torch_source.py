@@ -31,6 +31,7 @@ from ..errors import PnetError
 from ..ir.graph import Graph, Node, Value
 from ..ir.types import dims_equal, is_float
 from . import numpy_ref
+from .pysrc import comment_text, dim_var, docstring_text, identifier
 from .torch_backend import TORCH_DTYPES, dim_src, frozen_params, lowering
 
 _TORCH_NAME = {v: f"torch.{str(v).split('.')[1]}" for v in TORCH_DTYPES.values()}
@@ -81,8 +82,16 @@ def _reduce(fn):
     def render(a, at, raw, node):
         if not raw["axis"]:
             return a[0]
+        if fn in ("amax", "amin") and not all(d.is_Integer for d in node.inputs[0].type.shape):
+            return None  # a dim may be bound to 0: the registry lowering gives the empty result torch refuses
         return f"torch.{fn}({a[0]}, dim={tuple(raw['axis'])!r}, keepdim={raw['keepdims']!r})"
     return render
+
+
+def _argmax(a, at, raw, node):
+    if not all(d.is_Integer for d in node.inputs[0].type.shape):
+        return None  # a dim may be bound to 0: the registry lowering gives the empty result torch refuses
+    return f"torch.argmax({a[0]}, dim={at['axis']}, keepdim={at['keepdims']})"
 
 
 def _var(fn):
@@ -95,8 +104,14 @@ def _var(fn):
 
 def _div(a, at, raw, node):
     if all(not is_float(v.type.dtype) for v in node.inputs):
-        return f"torch.div({a[0]}, {a[1]}, rounding_mode='floor')"
+        return None   # the registry's lowering: x // 0 = 0 (torch.div raises)
     return f"{a[0]} / {a[1]}"
+
+
+def _mod(a, at, raw, node):
+    if all(not is_float(v.type.dtype) for v in node.inputs):
+        return None   # the registry's lowering: x % 0 = 0 (torch.remainder raises)
+    return f"torch.remainder({a[0]}, {a[1]})"
 
 
 def _const(a, at, raw, node):
@@ -137,6 +152,12 @@ SOURCE_HELPERS = {
             idx = torch.where(idx >= n, period - idx, idx)
         x = x.index_select(axis, idx)
     return x''',
+    # an output that is a parameter or a view of one (`output y = w.T`) still requires grad under no_grad
+    "_outputs": '''def _outputs(outs):
+    """The outputs; under torch.no_grad(), any that is a parameter or a view of one is detached."""
+    if torch.is_grad_enabled():
+        return outs
+    return {k: v.detach() if v.requires_grad else v for k, v in outs.items()}''',
 }
 
 
@@ -162,29 +183,36 @@ def _embedding(a, at, raw, node):
 def _conv(nd, transpose=False):
     name = f"conv_transpose{nd}d" if transpose else f"conv{nd}d"
     extra = ", output_padding={output_padding}" if transpose else ""
-    return (f"F.{name}({{0}}, {{1}}, {{2}}, stride={{stride}}, padding={{padding}}{extra}, "
+    text = (f"F.{name}({{0}}, {{1}}, {{2}}, stride={{stride}}, padding={{padding}}{extra}, "
             "dilation={dilation}, groups={groups})")
+    if transpose:
+        return text
+
+    def template(a, at, raw, node):
+        if not node.inputs[0].type.shape[1].is_Integer:
+            return None  # input channels a symbolic dim, maybe bound to 0: the registry lowering handles that
+        return text.format(*a, **at)
+    return template
 
 
 TEMPLATES: dict[str, object] = {
     "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": _div,
     "pow": "torch.pow({0}, {1})", "maximum": "torch.maximum({0}, {1})", "minimum": "torch.minimum({0}, {1})",
-    "mod": "torch.remainder({0}, {1})",
+    "mod": _mod,
     "lt": "{0} < {1}", "le": "{0} <= {1}", "gt": "{0} > {1}", "ge": "{0} >= {1}", "eq": "{0} == {1}", "ne": "{0} != {1}",
     "logical_and": "{0} & {1}", "logical_or": "{0} | {1}", "logical_not": "~{0}",
     "where": "torch.where({0}, {1}, {2})",
     "neg": "-{0}", "square": "{0} * {0}", "scale": "{0} * {factor}", "heaviside": "({0} > 0).to({0}.dtype)",
-    **{op: _fn(op) for op in ("abs", "sign", "exp", "log", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tanh",
+    **{op: _fn(op) for op in ("abs", "exp", "log", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tanh",
                               "erf", "floor", "round", "sigmoid", "relu")},
     "leaky_relu": "F.leaky_relu({0}, {alpha})", "elu": "F.elu({0}, {alpha})",
-    "gelu": lambda a, at, raw, node: f"F.gelu({a[0]})" if raw["approximate"] == "none" else f"F.gelu({a[0]}, approximate={at['approximate']})",
     "silu": "F.silu({0})", "softplus": "F.softplus({0}, {beta}, {threshold})",
     "hardswish": "F.hardswish({0})", "hardsigmoid": "F.hardsigmoid({0})",
     "clamp": "torch.clamp({0}, {min}, {max})", "cast": "{0}.to({dtype})",
     "const": _const, "arange": "torch.arange({n}, dtype={dtype}, device={_device})",
     "sum": _reduce("sum"), "mean": _reduce("mean"), "max": _reduce("amax"), "min": _reduce("amin"),
     "logsumexp": _reduce("logsumexp"), "var": _var("var"), "std": _var("std"), "prod": _prod,
-    "argmax": "torch.argmax({0}, dim={axis}, keepdim={keepdims})",
+    "argmax": _argmax,
     "argmin": "torch.argmin({0}, dim={axis}, keepdim={keepdims})", "cumsum": "torch.cumsum({0}, dim={axis})",
     "matmul": "{0} @ {1}", "einsum": "torch.einsum({equation}, {xs})",
     "reshape": "{0}.reshape({shape})", "transpose": "{0}.permute({perm})", "expand_dims": "{0}.unsqueeze({axis})",
@@ -384,7 +412,7 @@ class _Helpers:
 
 # ---- names ----------------------------------------------------------------------------------------------
 _BUILTINS = set(dir(builtins))
-_RESERVED = {"self", "torch", "nn", "F", "math", "_param", "_add_param"}
+_RESERVED = {"self", "torch", "nn", "F", "math", "_param", "_add_param"} | set(SOURCE_HELPERS)
 
 
 class _Names:
@@ -392,10 +420,8 @@ class _Names:
         self.used = set(_RESERVED) | set(taken)
 
     def fresh(self, hint: str) -> str:
-        base = re.sub(r"\W", "_", hint) or "v"
-        if base[0].isdigit():
-            base = "v_" + base
-        if keyword.iskeyword(base) or base in _BUILTINS:  # never shadow max(), sum(), ...
+        base = identifier(hint)
+        if base in _BUILTINS:  # never shadow max(), sum(), ...
             base += "_"
         name, k = base, 1
         while name in self.used or keyword.iskeyword(name):
@@ -410,13 +436,30 @@ def _class_name(graph: Graph) -> str:
     return name if name[0].isalpha() else "Model" + name
 
 
-def _loc(node: Node) -> str:
+def _where(node: Node) -> str:
+    """The node's scope and FILE:LINE, raw user text: only ever written through pysrc.comment_text/docstring_text."""
     where = []
     if node.scope:
         where.append(node.scope)
     if node.loc is not None:
         where.append(f"{node.loc.file.rsplit('/', 1)[-1]}:{node.loc.line}")
-    return "  # " + "  ".join(where) if where else ""
+    return "  ".join(where)
+
+
+def _loc(node: Node) -> str:
+    where = _where(node)
+    return "  # " + comment_text(where) if where else ""
+
+
+def _promoted_args(node: Node, args: list[str]) -> list[str]:
+    """Float operands of mixed dtypes (an f64 input, f32 params) cast to the node's promoted float dtype first, as
+    torch_backend._promoting does: torch's conv and norm kernels want one dtype."""
+    floats = [v for v in node.inputs if v is not None and is_float(v.type.dtype)]
+    out = node.outputs[0].type.dtype if node.outputs else None
+    if len({v.type.dtype for v in floats}) < 2 or out is None or not is_float(out):
+        return args
+    return [f"{a}.to({dtype_src(out)})" if v is not None and is_float(v.type.dtype) and v.type.dtype != out else a
+            for v, a in zip(node.inputs, args)]
 
 
 # ---- the generator --------------------------------------------------------------------------------------
@@ -429,13 +472,14 @@ class _Generator:
         self.uses_F = False
         self.untemplated: set[str] = set()
         self.symbols = numpy_ref.symbols(graph)
+        self.dim_vars = [dim_var(s) for s in self.symbols]  # the variables holding them (pysrc.dim_var)
         # a value the model outputs is named after its output (first name wins)
         self.preferred = {}
         for n, v in reversed(graph.outputs):
             self.preferred[v] = n
 
     def statement(self, node: Node, names: dict, fresh: _Names) -> list[str]:
-        args = [names[v] if v is not None else "None" for v in node.inputs]
+        args = _promoted_args(node, [names[v] if v is not None else "None" for v in node.inputs])
         raw = dict(node.attrs)
         at = _attr_srcs(raw)
         ctx = {**at, "_device": self.dev}  # templates that create tensors put them on the inputs' device
@@ -485,7 +529,7 @@ class _Generator:
         body = node.body
         # the body method
         bnames: dict = {}
-        bfresh = _Names(self.symbols + [self.dev])
+        bfresh = _Names(self.dim_vars + [self.dev])
         # carries and slices keep their pnet names; a captured value keeps the caller's name for it
         hints = [n for n, _ in body.inputs[:k + s]] + [names[v] for v in node.inputs[k + s:]]
         params = [bfresh.fresh(h) for h in hints]
@@ -496,10 +540,10 @@ class _Generator:
         used = {s for n in body.walk()
                 for s in _attr_symbols([n.attrs] + [v.type.shape for v in n.outputs if n.op == "scan"])}
         uses_device = any(re.search(rf"\b{self.dev}\b", ln) for ln in blines)
-        extra = ([self.dev] if uses_device else []) + sorted(used & set(self.symbols))
+        extra = ([self.dev] if uses_device else []) + sorted(dim_var(s) for s in used & set(self.symbols))
         outs = [bnames[v] for _, v in body.outputs]
         method = [f"def _scan{idx}(self, {', '.join(params + extra)}):",
-                  f'    """Scan body ({_loc(node)[4:] or "?"}): (carries, slices, captured) -> (new carries, yields)."""']
+                  f'    """Scan body ({docstring_text(_where(node)) or "?"}): (carries, slices, captured) -> (new carries, yields)."""']
         method += ["    " + ln for ln in blines]
         method.append(f"    return {', '.join(outs)}{',' if len(outs) == 1 else ''}")
         self.methods.append("\n".join(method))
@@ -510,7 +554,7 @@ class _Generator:
         steps = [fresh.fresh(f"y{idx}") for _ in body.outputs[k:]]
         tv = fresh.fresh("t")
         seq_args = [f"{args[k + j]}.select({ax}, {tv})" for j, ax in enumerate(a["axes"])]
-        where = _loc(node)[4:]
+        where = comment_text(_where(node))
         lines = [f"# scan over axis {a['axes'][0]} of {args[k] if s else '?'} (length {value_src(a['length'])})"
                  + (f", {where}" if where else "")]
         lines += [f"{c} = {x}" for c, x in zip(carries, args[:k])]
@@ -533,7 +577,7 @@ class _Generator:
     def generate(self) -> str:
         g = self.graph
         cls = _class_name(g)
-        fresh = _Names(self.symbols)
+        fresh = _Names(self.dim_vars)
         names: dict[Value, str] = {}
         inputs = []
         for n, v in g.inputs:
@@ -554,13 +598,13 @@ class _Generator:
             src = next((f"{names[v]}.shape[{ax}]" for _, v in g.inputs for ax, d in enumerate(v.type.shape)
                         if d.is_Symbol and d.name == s), None)
             default = g.dims.get(s, numpy_ref.DEFAULT_DIMS.get(s, numpy_ref.DEFAULT_DIM))
-            dims.append(f"{s} = {src}" if src else f"{s} = {default}  # not fixed by an input shape: pnet's default")
+            dims.append(f"{dim_var(s)} = {src}" if src else f"{dim_var(s)} = {default}  # not fixed by an input shape: pnet's default")
         device = f"{inputs[0]}.device" if inputs else (
             "next(self.parameters()).device" if g.params else "torch.device('cpu')")
         body = self.block(g, names, fresh)
-        outs = ", ".join(f"{n!r}: {names[v]}" for n, v in g.outputs)
+        outs = _outputs_src(g, names)
 
-        lines = [f'"""{g.name}: a torch module generated by pnet (needs only torch).',
+        lines = [f'"""{docstring_text(g.name)}: a torch module generated by pnet (needs only torch).',
                  "",
                  "Parameters carry the pnet names (the state_dict keys) and start at zero: load a state_dict,",
                  "e.g. one saved from pnet's torch backend, before use. forward returns a dict of outputs.",
@@ -572,7 +616,7 @@ class _Generator:
         if self.uses_F or any("F." in d for d in self.helpers.defs.values()):
             lines.append("import torch.nn.functional as F")
         lines += ["", "", _RUNTIME]
-        used = "\n".join(body) + "\n".join(self.methods)
+        used = "\n".join(body) + "\n".join(self.methods) + outs
         for name, src in SOURCE_HELPERS.items():
             if f"{name}(" in used:
                 lines += ["", "", src]
@@ -587,11 +631,17 @@ class _Generator:
         lines += ["        " + ln for ln in init]
         lines += ["", f"    def forward(self{''.join(', ' + i for i in inputs)}):"]
         lines += ["        " + ln for ln in dims + [f"{self.dev} = {device}"] + fetch + body]
-        lines.append(f"        return {{{outs}}}")
+        lines.append(f"        return {outs}")
         for m in self.methods:
             lines += [""] + ["    " + ln if ln else "" for ln in m.split("\n")]
         lines += ["", "", f"Model = {cls}", ""]
         return "\n".join(lines)
+
+
+def _outputs_src(g: Graph, names: dict) -> str:
+    """The forward's return value: the outputs by name, through `_outputs` where a parameter can reach one."""
+    outs = "{" + ", ".join(f"{n!r}: {names[v]}" for n, v in g.outputs) + "}"
+    return f"_outputs({outs})" if g.params else outs
 
 
 def registry_kind(op: str) -> str:

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import Loc, PnetError, UsageError
+from ..errors import Loc, PnetError, UsageError, read_source
 from .elaborate import Elaborated, Elaborator
 from .loader import Loader
-from .parser import parse
+from .parser import parse, too_deep
 
 
 def load_source(source: str, file: str = "<string>", model: str | None = None, overrides: dict | None = None) -> Elaborated:
@@ -21,8 +21,8 @@ def load_source(source: str, file: str = "<string>", model: str | None = None, o
     try:
         result = el.elaborate_model(module, model, overrides)
     except RecursionError:
-        raise PnetError("program nests too deeply to elaborate (an expression or call chain thousands deep)",
-                        Loc(file, 1, 1)) from None
+        raise too_deep("program nests too deeply to elaborate (an expression or call chain thousands deep)",
+                       source, file) from None
     except OverflowError as e:  # outside any statement (a hyperparameter default): the file is the place
         raise PnetError(f"a compile-time number is too large ({e})", Loc(file, 1, 1)) from None
     from ..passes.verify import verify
@@ -33,7 +33,7 @@ def load_source(source: str, file: str = "<string>", model: str | None = None, o
 def load_file(path: str | Path, model: str | None = None, overrides: dict | None = None) -> Elaborated:
     path = Path(path)
     try:
-        source = path.read_text(encoding="utf-8")
+        source = read_source(path)
     except FileNotFoundError:
         raise PnetError(f"no such file: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -43,7 +43,7 @@ def load_file(path: str | Path, model: str | None = None, overrides: dict | None
 
 def set_dim_sizes(result: Elaborated, overrides: dict, label, from_text: bool = False) -> None:
     """Overrides that are not hyperparameters name the inputs' symbolic dims: each must be one and have a
-    positive integer size, recorded in `graph.dims` (the default size a run binds). `label(k, v)` words the
+    non-negative integer size, recorded in `graph.dims` (the default size a run binds). `label(k, v)` words the
     error's prefix (`--set k=v` or `k=v`); `from_text`: sizes may be written as text (the CLI's --set)."""
     graph = result.graph
     dims_in_graph = {s.name for _, v in graph.inputs for d in v.type.shape for s in d.free_symbols}
@@ -60,6 +60,7 @@ def set_dim_sizes(result: Elaborated, overrides: dict, label, from_text: bool = 
                 size = int(v)
             except ValueError:
                 size = None
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
-            raise UsageError(f"{label(k, v)}: dim '{k}' needs a positive integer")
+        # 0 is a size (empty tensors: every backend gives the reference's result, or its located error)
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
+            raise UsageError(f"{label(k, v)}: dim '{k}' needs a non-negative integer")
         graph.dims[k] = int(size)

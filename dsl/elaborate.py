@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import sympy
 
-from ..errors import Loc, PnetError, ShapeError
+from ..errors import Loc, PnetError, ShapeError, source_line
 from ..ir import registry
-from ..ir.graph import Annotation, Graph, Init, Param, Value, replace_uses
+from ..ir.graph import Annotation, Graph, Init, Param, Uses, Value
 from ..ir.types import DTYPES, TensorType, dim, dims_equal, fmt_dim, fmt_shape, is_float, normalize_axis, promote, sym
 from . import ast as A
 from .loader import Loader
@@ -295,6 +295,19 @@ class Elaborator:
         self._bind_targets(s.targets, results if len(results) > 1 else results[0], frame, s.loc)
 
     # ---- scan ----------------------------------------------------------------------------------
+    @staticmethod
+    def _scan_range_length(lo: int, hi, q) -> sympy.Expr:
+        """The length of `i in lo..hi`: a..a is an empty scan (no steps: the carries' initial values and
+        zero-length stacks); a reversed range, or one not reversed for every size of its dims, is an error."""
+        n = sympy.sympify(hi - lo)
+        if n.is_nonnegative:
+            return dim(n)
+        if n.is_number:
+            raise PnetError(f"scan range {lo}..{fmt_dim(hi)} is reversed (its end is before its start); "
+                            f"an empty scan is written {lo}..{lo}", q.loc)
+        raise PnetError(f"scan range {lo}..{fmt_dim(hi)} may be reversed ({fmt_dim(hi)} < {lo} for some sizes of its "
+                        f"dims): its length {fmt_dim(n)} must be >= 0 for every size", q.loc)
+
     def scan(self, s: A.Scan, frame: Frame):
         seqs, axes = [], []
         for q in s.seqs:
@@ -302,7 +315,7 @@ class Elaborator:
                 lo = self._int(self.eval(q.source, frame), q.source.loc)
                 hi = self.eval(q.stop, frame)  # may be a symbolic dim: `i in 0..T`
                 hi = hi if isinstance(hi, sympy.Basic) else self._int(hi, q.stop.loc)
-                t = self.emit("arange", [], {"n": dim(hi - lo)}, frame, q.loc)
+                t = self.emit("arange", [], {"n": self._scan_range_length(lo, hi, q)}, frame, q.loc)
                 if lo:
                     t = self.binary("+", t, lo, frame, q.loc)
                 seqs.append(t)
@@ -1021,15 +1034,19 @@ class Elaborator:
         return val
 
     def _apply_ties(self, graph: Graph):
+        if not self.ties:
+            return
+        uses, by_name = Uses(graph), {p.name: p for p in graph.params}  # once: a tie per param stays linear
         for t in self.ties:
-            try:
-                target, source = graph.param(t.target), graph.param(t.source)
-            except KeyError as e:
-                raise PnetError(f"tie: no parameter named {e.args[0]!r}", t.loc) from None
+            target, source = by_name.get(t.target), by_name.get(t.source)
+            if target is None or source is None:
+                missing = t.target if target is None else t.source
+                raise PnetError(f"tie: no parameter named {missing!r}", t.loc)
             if target.value.type != source.value.type:
                 raise ShapeError(f"tie: '{t.target}' is {target.value.type} but '{t.source}' is {source.value.type}", t.loc)
-            replace_uses(graph, target.value, source.value)
-            graph.params.remove(target)
+            uses.replace(target.value, source.value)
+            del by_name[t.target]
+        graph.params = [p for p in graph.params if by_name.get(p.name) is p]
 
     def _truth(self, v, loc):
         if isinstance(v, bool):
@@ -1089,11 +1106,9 @@ class Elaborator:
     def _source_line(self, loc: Loc):
         for m in self.loader.modules.values():
             if m.file == loc.file:
-                lines = m.source.splitlines()
-                return lines[loc.line - 1] if 0 < loc.line <= len(lines) else None
+                return source_line(m.source, loc.line)
         if self._main_source and self._main_source[0] == loc.file:
-            lines = self._main_source[1].splitlines()
-            return lines[loc.line - 1] if 0 < loc.line <= len(lines) else None
+            return source_line(self._main_source[1], loc.line)
         return None
 
     _main_source = None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import PnetError
+from ..errors import PnetError, escape_text
 from . import ast as A
 from .parser import parse_file
 
@@ -13,6 +13,7 @@ STDLIB = Path(__file__).resolve().parent.parent / "stdlib"
 def resolve_import(imp: A.Import, importer: str) -> Path:
     here = Path(importer).resolve().parent if importer and not importer.startswith("<") else Path.cwd()
     if imp.is_file:
+        _check_pnet_suffix(Path(imp.path), imp)
         candidates = [here / imp.path]
     else:
         rel = Path(*imp.path.split(".")).with_suffix(".pnet")
@@ -20,10 +21,19 @@ def resolve_import(imp: A.Import, importer: str) -> Path:
     for c in candidates:
         try:
             if c.is_file():
-                return c.resolve()
+                return _check_pnet_suffix(c.resolve(), imp)   # also through a symlink
         except OSError:  # a name the file system refuses (too long, ...): not a module there
             continue
     raise PnetError(f"cannot find module '{imp.path}' (looked in {', '.join(str(c.parent) for c in candidates)})", imp.loc)
+
+
+def _check_pnet_suffix(path: Path, imp: A.Import) -> Path:
+    """Imports read .pnet files only: anything else (`import "../../etc/passwd"`) is refused before it is opened,
+    so no line of a foreign file is ever parsed or echoed in an error."""
+    if path.suffix != ".pnet":
+        shown = escape_text(imp.path, quotes='"')
+        raise PnetError(f'import "{shown}": imports name .pnet files only', imp.loc)
+    return path
 
 
 class Loader:

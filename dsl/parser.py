@@ -1,6 +1,7 @@
 """Source text -> syntax tree (dsl/ast.py), with lark's LALR parser and a small post-lexer."""
 from __future__ import annotations
 
+import sys
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from ..errors import Loc, PnetError
+from ..errors import Loc, PnetError, read_source, source_line, source_lines, strip_bom
 from . import ast as A
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
@@ -82,9 +83,50 @@ def _syntax_error(err: UnexpectedInput, file: str, lines: list[str]) -> PnetErro
     return PnetError(msg, Loc(file, line, max(col, 1)), src)
 
 
+def too_deep(message: str, source: str, file: str, meta=None) -> PnetError:
+    """A nesting error at the rule being built when Python's recursion limit hit (`meta`), else at the deepest
+    bracket of the source, else at the start of its longest line (a long operator chain)."""
+    if meta is not None and not getattr(meta, "empty", True):
+        line, col = meta.line, meta.column
+    else:
+        line, col = _deepest_point(source)
+    return PnetError(message, Loc(file, line, col), source_line(source, line))
+
+
+def _deepest_point(source: str) -> tuple[int, int]:
+    """(line, col) of the first bracket at the source's greatest nesting depth (strings and comments skipped)."""
+    depth, best, where = 0, 0, None
+    line, col, i, n = 1, 0, 0, len(source)
+    while i < n:
+        ch = source[i]
+        col += 1
+        if ch == "\n":
+            line, col = line + 1, 0
+        elif ch == "#":
+            while i + 1 < n and source[i + 1] != "\n":
+                i += 1
+        elif ch == '"':
+            while i + 1 < n and source[i + 1] not in '"\n':
+                i += 2 if source[i + 1] == "\\" else 1
+            i += 1
+        elif ch in "([{":
+            depth += 1
+            if depth > best:
+                best, where = depth, (line, col)
+        elif ch in ")]}":
+            depth -= 1
+        i += 1
+    if where is not None and best >= 32:   # shallower brackets are not what hit the limit
+        return where
+    lines = source_lines(source) or [""]
+    longest = max(range(len(lines)), key=lambda k: len(lines[k]))
+    return longest + 1, len(lines[longest]) - len(lines[longest].lstrip()) + 1
+
+
 def parse(source: str, file: str = "<string>") -> A.Module:
     """Parse .pnet source into a Module; syntax errors become a located PnetError."""
-    lines = source.splitlines()
+    source = strip_bom(source)   # a UTF-8 byte-order mark is no token
+    lines = source_lines(source)
     _comments.clear()
     try:
         tree = _lark().parse(source + "\n")
@@ -94,14 +136,14 @@ def parse(source: str, file: str = "<string>") -> A.Module:
     except VisitError as err:
         inner = err.orig_exc
         if isinstance(inner, RecursionError):
-            raise PnetError("syntax error: nesting too deep", Loc(file, 1, 1)) from None
+            raise too_deep("syntax error: nesting too deep", source, file, getattr(err.obj, "meta", None)) from None
         if isinstance(inner, PnetError):
             if inner.loc is not None and inner.source_line is None and 0 < inner.loc.line <= len(lines):
                 inner.source_line = lines[inner.loc.line - 1]
             raise inner from None
         raise
     except RecursionError:
-        raise PnetError("syntax error: nesting too deep", Loc(file, 1, 1)) from None
+        raise too_deep("syntax error: nesting too deep", source, file) from None
     module.file = file
     module.source = source
     module.comments = [(t.line, t.column, str(t).rstrip()) for t in _comments]
@@ -112,7 +154,7 @@ def parse(source: str, file: str = "<string>") -> A.Module:
 def parse_file(path: str | Path) -> A.Module:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_source(path)
     except FileNotFoundError:
         raise PnetError(f"no such file: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -127,6 +169,17 @@ def unescape(body: str) -> str:
     with warnings.catch_warnings():  # an unknown escape ("\\e") stays as written, like Python's own strings
         warnings.simplefilter("ignore", DeprecationWarning)
         return body.encode("latin-1", "backslashreplace").decode("unicode_escape")
+
+
+def _no_duplicate_defs(module: A.Module) -> None:
+    """Two defs or models of one name in a file: the second would silently shadow the first (or be ignored)."""
+    first: dict[str, A.Def] = {}
+    for d in module.defs:
+        if d.name in first:
+            prev = first[d.name]
+            raise PnetError(f"{'model' if d.is_model else 'def'} '{d.name}' is already defined as a "
+                            f"{'model' if prev.is_model else 'def'} at line {prev.loc.line}", d.loc)
+        first[d.name] = d
 
 
 def _str_value(tok: Token) -> str:
@@ -151,7 +204,9 @@ class _Build(Transformer):
 
     # top level
     def start(self, meta, items):
-        return A.Module(self.file, [i for i in items if i is not None])
+        module = A.Module(self.file, [i for i in items if i is not None])
+        _no_duplicate_defs(module)
+        return module
 
     def dotted(self, meta, names):
         return ".".join(names)
@@ -371,7 +426,12 @@ class _Build(Transformer):
         return self._mk(A.Name, meta, str(c[0]))
 
     def int_lit(self, meta, c):
-        return self._mk(A.Literal, meta, int(c[0]))
+        try:
+            value = int(c[0])
+        except ValueError:   # longer than Python's int-string limit (sys.get_int_max_str_digits)
+            raise PnetError(f"integer literal of {len(c[0])} digits is too long (at most "
+                            f"{sys.get_int_max_str_digits()})", Loc(self.file, meta.line, meta.column)) from None
+        return self._mk(A.Literal, meta, value)
 
     def float_lit(self, meta, c):
         return self._mk(A.Literal, meta, float(c[0]))

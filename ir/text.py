@@ -11,7 +11,7 @@ import sympy
 from lark import Lark, Transformer, v_args
 from lark.exceptions import UnexpectedInput, VisitError
 
-from ..errors import Loc, PnetError
+from ..errors import Loc, PnetError, escape_text, source_line
 from .graph import Annotation, Graph, Init, Param, Value
 from .types import TensorType, fmt_dim, parse_dim
 
@@ -29,7 +29,7 @@ def _lit(v) -> str:
             return "inf" if v > 0 else "-inf"
         return repr(v)
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + escape_text(v, quotes='"') + '"'   # one line: file names may hold newlines
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_lit(x) for x in v) + "]"
     return str(v)
@@ -108,9 +108,8 @@ def parse_graph(text: str, file: str = "<ir>") -> Graph:
         tree = _lark().parse(text)
         return _Build(file).transform(tree)
     except UnexpectedInput as e:
-        lines = text.splitlines()
         line, col = getattr(e, "line", 1) or 1, getattr(e, "column", 1) or 1
-        src = lines[line - 1] if 0 < line <= len(lines) else None
+        src = source_line(text, line)
         raise PnetError("IR syntax error", Loc(file, max(line, 1), max(col, 1)), src) from None
     except VisitError as e:
         # located at the rule being built when it failed (the IR text's own line and column)

@@ -23,6 +23,16 @@ NP_NAMES = {np.dtype("float64"): "f64", np.dtype("float32"): "f32", np.dtype("fl
             np.dtype("int32"): "i32", np.dtype("int8"): "i8", np.dtype("uint8"): "u8", np.dtype("bool"): "bool",
             np.dtype("int16"): "i32", np.dtype("uint16"): "i32", np.dtype("uint32"): "i64", np.dtype("uint64"): "i64"}
 FLOAT_DTYPES = ("f64", "f32", "f16", "bf16")
+
+
+def round_to_bf16(x) -> np.ndarray:
+    """Values rounded to the nearest bf16 (ties to even; overflow to +-inf; NaN, +-0 and subnormals kept), held
+    as float32, the reference's bf16 storage: add half a bf16 ulp (less one, plus the kept lowest bit) to the
+    float32 bits and cut the low 16, as torch and the Triton kernels (`_round_bf16`) round."""
+    x = np.asarray(x, dtype=np.float32)
+    u = np.atleast_1d(x).view(np.uint32)    # arrays wrap silently (NaN bits may carry out; NaN is restored below)
+    r = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)).view(np.float32)
+    return np.where(np.isnan(x), x, r.reshape(x.shape)).astype(np.float32, copy=False)
 INT_DTYPES = ("i64", "i32", "i8", "u8")
 BYTES = {"f64": 8, "f32": 4, "f16": 2, "bf16": 2, "i64": 8, "i32": 4, "i8": 1, "u8": 1, "bool": 1}
 _FLOAT_RANK = {"f16": 1, "bf16": 1, "f32": 2, "f64": 3}
@@ -86,9 +96,13 @@ _SYMPY_FUNCS = {"floor": sympy.floor, "ceiling": sympy.ceiling, "Mod": sympy.Mod
 def parse_dim(text: str) -> Dim:
     """Parse printed dim text such as `B*T` or `2*d + 1` back into a sympy expression. Every name
     is a dim symbol (so `S`, `N`, `E` are dims, not sympy's singletons)."""
-    names = {n: _SYMPY_FUNCS.get(n) or sym(n) for n in _NAME.findall(text)}
-    return parse_expr(text, local_dict=names, global_dict={"Integer": sympy.Integer, "Symbol": sympy.Symbol,
-                                                           "Rational": sympy.Rational, "Float": sympy.Float})
+    # every name is replaced by an alias before sympy (which evals the text) sees it: a dim may be named like a
+    # Python keyword (`lambda`), and no attribute or dunder name can reach the eval
+    aliases: dict[str, str] = {}
+    aliased = _NAME.sub(lambda m: aliases.setdefault(m.group(0), f"_pnet_name{len(aliases)}"), text)
+    names = {a: _SYMPY_FUNCS.get(n) or sym(n) for n, a in aliases.items()}
+    return parse_expr(aliased, local_dict=names, global_dict={"Integer": sympy.Integer, "Symbol": sympy.Symbol,
+                                                              "Rational": sympy.Rational, "Float": sympy.Float})
 
 
 def dims_equal(a: Dim, b: Dim) -> bool:

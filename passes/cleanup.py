@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import registry
-from ..ir.graph import Graph, Node, clone, replace_uses
+from ..ir.graph import Graph, Node, Uses, clone
 from ..ir.types import numel
 
 FOLD_MAX_ELEMENTS = 64  # fold only small constants: big ones would bloat the IR text and the plan
+FOLD_MAX_INPUT_ELEMENTS = 1 << 16  # and read only small ones: sum(zeros([1e5, 1e5, 1e5])) stays a run-time op
 
 
 def _is_identity(n: Node) -> bool:
@@ -42,27 +43,31 @@ def canonicalize(graph: Graph) -> Graph:
 
 
 def _canon(g: Graph):
-    keep = []
+    uses = Uses(g)
+    keep, kept = [], set()  # the set: `src in kept` per node, not a scan of the list (quadratic)
     for n in g.nodes:
         if n.body is not None:
             _canon(n.body)
         if _is_identity(n):
-            replace_uses(g, n.outputs[0], n.inputs[0])
+            uses.replace(n.outputs[0], n.inputs[0])
             continue
         src = n.inputs[0].producer if n.inputs and n.inputs[0] is not None else None
-        if n.op == "transpose" and src is not None and src.op == "transpose" and src in keep:
+        if n.op == "transpose" and src is not None and src.op == "transpose" and src in kept:
             inner = src.attrs["perm"]
             n.inputs = [src.inputs[0]]
+            uses.note(n)
             n.attrs = {"perm": [inner[p] for p in n.attrs["perm"]]}
             if n.attrs["perm"] == list(range(len(inner))):
-                replace_uses(g, n.outputs[0], n.inputs[0])
+                uses.replace(n.outputs[0], n.inputs[0])
                 continue
-        if n.op == "reshape" and src is not None and src.op == "reshape" and src in keep:
+        if n.op == "reshape" and src is not None and src.op == "reshape" and src in kept:
             n.inputs = [src.inputs[0]]
+            uses.note(n)
             if n.outputs[0].type == n.inputs[0].type:
-                replace_uses(g, n.outputs[0], n.inputs[0])
+                uses.replace(n.outputs[0], n.inputs[0])
                 continue
         keep.append(n)
+        kept.add(n)
     g.nodes = keep
 
 
@@ -87,7 +92,13 @@ def _fold(g: Graph):
         if any(v not in consts for v in n.inputs if v is not None) or len(n.outputs) != 1:
             continue
         out_type = n.outputs[0].type
-        if not all(d.is_Integer for d in out_type.shape) or int(numel(out_type.shape)) > FOLD_MAX_ELEMENTS:
+        if not all(d.is_Integer for d in out_type.shape):
+            continue
+        if _fold_fill(n, consts):
+            consts[n.outputs[0]] = n
+            continue
+        if int(numel(out_type.shape)) > FOLD_MAX_ELEMENTS or any(
+                not _small_const(consts[v]) for v in n.inputs if v is not None):
             continue
         args = [None if v is None else _const_array(consts[v]) for v in n.inputs]
         if any(a is None for v, a in zip(n.inputs, args) if v is not None):
@@ -99,6 +110,35 @@ def _fold(g: Graph):
         n.op, n.inputs = "const", []
         n.attrs = {"value": out.item() if out.ndim == 0 else out.tolist(), "dtype": out_type.dtype, "shape": list(out_type.shape)}
         consts[n.outputs[0]] = n
+
+
+def _small_const(node) -> bool:
+    """A constant small enough to materialise at compile time (concrete shape, few elements)."""
+    shape = node.attrs["shape"]
+    return all(getattr(d, "is_Integer", True) for d in shape) and int(numel(shape)) <= FOLD_MAX_INPUT_ELEMENTS
+
+
+def _fold_fill(n: Node, consts: dict) -> bool:
+    """An elementwise op of fills (consts with one scalar value: zeros, ones, full) is a fill of the result:
+    computed on the scalars, whatever the shape, so `ones([30000, 30000]) * 2` folds without an array."""
+    from ..backends.numpy_ref import concretize
+    from ..ir.types import DTYPES
+    fills = [consts[v].attrs for v in n.inputs if v is not None]
+    if registry.get(n.op).kind != "elementwise" or not fills or any(isinstance(a["value"], (list, tuple)) for a in fills):
+        return False
+    t = n.outputs[0].type
+    args = [None if v is None else np.asarray(consts[v].attrs["value"], DTYPES[consts[v].attrs["dtype"]])
+            for v in n.inputs]
+    try:
+        with np.errstate(all="ignore"):
+            out = np.asarray(registry.get(n.op).ref(*args, **concretize(n.attrs, {}))).astype(DTYPES[t.dtype])
+    except Exception:  # noqa: BLE001 - an op whose reference wants its operands' real rank: leave it
+        return False
+    if out.ndim != 0 or (out.dtype.kind == "f" and not np.isfinite(out)):
+        return False  # keep inf/nan producing ops visible
+    n.op, n.inputs = "const", []
+    n.attrs = {"value": out.item(), "dtype": t.dtype, "shape": list(t.shape)}
+    return True
 
 
 def _const_array(node):
@@ -121,6 +161,7 @@ def _key(n: Node):
 
 
 def _cse(g: Graph):
+    uses = Uses(g)
     seen: dict = {}
     keep = []
     for n in g.nodes:
@@ -131,7 +172,7 @@ def _cse(g: Graph):
         k = _key(n)
         if k in seen:
             for old, new in zip(n.outputs, seen[k].outputs):
-                replace_uses(g, old, new)
+                uses.replace(old, new)
             continue
         seen[k] = n
         keep.append(n)

@@ -37,7 +37,7 @@ import sympy
 
 from ..ir import registry
 from ..ir.analysis import table_lookup
-from ..ir.graph import Graph, Node, Value, clone, replace_uses
+from ..ir.graph import Graph, Node, Uses, Value, clone
 from ..ir.types import dims_equal, is_float, numel
 
 
@@ -57,6 +57,7 @@ def _sink_index_maps(g: Graph):
     (computed here by the op's reference), so the table is read through one index tensor of the consumer's
     shape and never materialized (fuse.py plans such a take as an indexed operand)."""
     import numpy as np
+    uses = Uses(g)  # the replaced values' readers come later and never among the emitted nodes
     out = []
     for n in g.nodes:
         src = n.inputs[0].producer if n.inputs and n.inputs[0] is not None else None
@@ -72,7 +73,7 @@ def _sink_index_maps(g: Graph):
                 shape=list(moved.shape))
         y = e("take", [src.inputs[0], idx], axis=0)
         out += e.nodes
-        replace_uses(g, n.outputs[0], y)
+        uses.replace(n.outputs[0], y)
     g.nodes = out
 
 
@@ -116,6 +117,7 @@ class _Emitter:
 
 def _decompose(g: Graph):
     start = {v for _, v in g.inputs} | {p.value for p in g.params}
+    uses = Uses(g)  # the replaced values' readers come later and never among the emitted nodes
     hoisted: list[Node] = []
     out: list[Node] = []
     for n in g.nodes:
@@ -142,7 +144,7 @@ def _decompose(g: Graph):
                 start.update(m.outputs)
             else:
                 out.append(m)
-        replace_uses(g, n.outputs[0], y)
+        uses.replace(n.outputs[0], y)
     g.nodes = hoisted + out
 
 

@@ -226,7 +226,7 @@ class _Planner:
         self.g = graph
         self.fuse = fuse
         self.kernels: list[Kernel] = []
-        self.views: list[Node] = []
+        self.views: dict[Node, None] = {}   # an ordered set: `in self.views` is asked per value
         self.constants: list[Node] = []
         self.scalars: dict[Value, object] = {}
         self.kernel_of: dict[Value, Kernel] = {}   # value -> kernel computing it
@@ -249,25 +249,26 @@ class _Planner:
             inside = {v for n in k.nodes for v in n.outputs}
             # a flat prologue's values reach each other through reshape views: registers, not memory
             flat = {n.outputs[0] for x in k.flat for n in k.prologue[x]}
-            seen_in = []
+            seen_in = {}   # an ordered set (a kernel of a long chain has thousands of nodes)
             for n in k.nodes:
                 for v in n.inputs:
                     if v is None or v in inside or v in self.scalars or v in seen_in or self._view_source(v) in flat \
                             or v in k.transposed:
                         continue
-                    seen_in.append(v)
+                    seen_in[v] = None
             k.inputs = [self.storage(v) for v in seen_in]
             k.inputs = list(dict.fromkeys(k.inputs))
             in_tile_views = {x.producer for x in k.transposed}   # read by this kernel's matmul alone
+            own = set(k.nodes)
             k.outputs = [v for n in k.nodes for v in n.outputs
-                         if v in outputs or any(u not in k.nodes and u not in in_tile_views
+                         if v in outputs or any(u not in own and u not in in_tile_views
                                                 for u in (self._readers(v) if v in flat else self.uses.get(v, [])))]
         # a kernel none of whose values is used (dead code the graph still holds) computes nothing observable
         self.kernels = [k for k in self.kernels if k.outputs]
         self.constants = [n for n in self.constants if n.outputs[0] in outputs or self.uses.get(n.outputs[0])]
         for i, k in enumerate(self.kernels):
             k.name = f"k{i}_{'_'.join(dict.fromkeys(k.ops))}"[:48]
-        return KernelPlan(g, self.kernels, self.views, self.scalars, self.layouts, self.constants, self.indexed)
+        return KernelPlan(g, self.kernels, list(self.views), self.scalars, self.layouts, self.constants, self.indexed)
 
     def storage(self, v: Value) -> Value:
         """The value actually read from memory for `v` (a view reads its base)."""
@@ -295,7 +296,7 @@ class _Planner:
             self.contiguous.add(n.outputs[0])
             return
         if n.op in VIEW_OPS and self._is_view(n):
-            self.views.append(n)
+            self.views[n] = None
             if n.op in ("expand_dims", "squeeze") or (n.op == "reshape"):
                 if n.inputs[0] in self.contiguous:
                     self.contiguous.add(n.outputs[0])
@@ -315,7 +316,7 @@ class _Planner:
             self.contiguous.add(n.outputs[0])
             return
         if n.op == "split":  # every part is a slice of the input: views
-            self.views.append(n)
+            self.views[n] = None
             return
         if n.op in MOVE_OPS:  # a copy (a reshape here is of a strided value): reads through strides, writes contiguously
             self.new("movement", n)
@@ -464,9 +465,10 @@ class _Planner:
         for n in chain:
             for v in n.outputs:
                 users = self.uses.get(v, [])
-                if v in self.outputs or not all(u in chain or (v is y and (u is (view or mm) or u in k.nodes and v is
-                                                                            mm.inputs[0])) for u in users):
-                    return   # (an A operand may be read by every product of the kernel: siblings share it)
+                if v in self.outputs or not all(u in chain or (v is y and (u is (view or mm) or u in k.nodes and v is x
+                                                                            is mm.inputs[0])) for u in users):
+                    return   # (an A operand may be read by every product of the kernel: siblings share it; not a
+                    #          B = transpose(A) of the same product, `t @ t.T`: A would still be read from memory)
         p.nodes = [n for n in p.nodes if n not in chain]
         if not p.nodes:
             self.kernels.remove(p)

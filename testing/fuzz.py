@@ -13,6 +13,8 @@ Properties (each a function raising `PropertyFailed`; tests/test_properties.py r
 - triton:     the fused and the unfused Triton plans agree with the reference;
 - lossy:      weight-only quantization and sparsification rewrite what they can, and every backend agrees
               with the rewritten graph's reference (check_lossy).
+- memory:     sizes that cannot fit are refused from the shapes, with the same PnetError on every backend
+              (check_memory: a dim of 10**13, and a limit one byte under the run's need).
 A program whose float64 reference is not finite (or huge) is *discarded*, not failed.
 
 `pnet fuzz` generates with hypothesis when it is installed (failures shrink to a minimal program) and with
@@ -23,10 +25,12 @@ bug is not fixed: the test is then a strict xfail; generate.OPEN_BUGS lets the g
 """
 from __future__ import annotations
 
+import os
 import re
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +38,7 @@ import numpy as np
 
 from .generate import Program
 
-PROPERTIES = ("compile", "source", "ir", "passes", "idempotent", "torch", "triton", "lossy")   # + one per backend
+PROPERTIES = ("compile", "source", "ir", "passes", "idempotent", "torch", "triton", "lossy", "memory")   # + one per backend
 HUGE = 1e6
 
 
@@ -64,6 +68,42 @@ class Reference:
     params: dict
     ref32: dict
     ref64: dict
+    error: Exception | None = None   # the reference's located run-time error: every backend must raise it too
+
+
+def _reference_error(run):
+    """run() -> None, or the located PnetError the reference raises at run time (an id out of range, a reduction
+    with no identity over a dim bound to 0): then the property is that every backend raises the same error."""
+    from ..errors import PnetError
+    try:
+        run()
+    except PnetError as e:
+        return e
+    return None
+
+
+def _live(graph):
+    """The graph without its dead code (what the Triton planner launches)."""
+    from ..passes.manager import run_passes
+    return run_passes(graph, ["dce"])
+
+
+def expect_same_error(prop: str, what: str, ref: Reference, run, may_pass: bool = False) -> None:
+    """`run` (a backend on the reference's inputs) must raise the reference's error, word for word and located
+    (`may_pass`, for a pass's output: or none, or another located one -- a pass may delete or fold failing ops)."""
+    from ..errors import PnetError
+    try:
+        run()
+    except PnetError as e:
+        if may_pass and e.loc is not None:
+            return
+        if str(e) != str(ref.error):
+            raise PropertyFailed(prop, f"{what}: raised '{e}', the reference '{ref.error}'") from None
+        return
+    except Exception as e:  # noqa: BLE001
+        raise PropertyFailed(prop, f"{what}: {type(e).__name__}: {str(e)[:300]}; the reference raised '{ref.error}'") from None
+    if not may_pass:
+        raise PropertyFailed(prop, f"{what}: no error; the reference raised '{ref.error}'")
 
 
 def _overrides(prog: Program) -> dict:
@@ -74,7 +114,7 @@ def compile_program(prog: Program):
     from ..dsl.compile import load_source
     from ..errors import PnetError
     try:
-        return load_source(prog.source, "<fuzz>", overrides=_overrides(prog)).graph
+        return load_source(prog.source, prog.path, overrides=_overrides(prog)).graph
     except PnetError as e:
         raise PropertyFailed("compile", f"the front end rejected a generated (well-typed) program: {e}") from None
     except Exception as e:  # noqa: BLE001 - any other exception is a front-end crash
@@ -85,27 +125,72 @@ def reference(graph, prog: Program) -> Reference:
     from ..backends import numpy_ref
     try:
         inputs = numpy_ref.random_inputs(graph, seed=prog.seed)
+        if prog.specials:
+            inputs = with_special_values(inputs, prog.seed)
         params = numpy_ref.init_params(graph, seed=prog.seed)
-        ref32 = numpy_ref.run(graph, inputs, params)
-        ref64 = numpy_ref.run(graph, inputs, params, float64=True)
+        error = _reference_error(lambda: numpy_ref.run(graph, inputs, params))
+        dead = error is not None and _reference_error(lambda: numpy_ref.run(_live(graph), inputs, params)) is None
+        if error is None:
+            ref32 = numpy_ref.run(graph, inputs, params)
+            ref64 = numpy_ref.run(graph, inputs, params, float64=True)
     except Exception as e:  # noqa: BLE001
         raise PropertyFailed("compile", f"the reference interpreter failed: {type(e).__name__}: {e}") from None
+    if dead:
+        raise Discard(f"only dead code fails ({error}): a backend may skip it")
+    if error is not None:
+        return Reference(inputs, params, {}, {}, error)
     for name, r64 in ref64.items():
         r32 = ref32[name]
         if r64.dtype.kind == "f":
-            if not (np.all(np.isfinite(r64)) and np.all(np.isfinite(r32))):
-                raise Discard(f"output {name} is not finite")
-            if r64.size and float(np.max(np.abs(r64))) > HUGE:
-                raise Discard(f"output {name} is huge")
+            _usable_float_output(name, r32, r64, prog.specials)
         elif not np.array_equal(r32, r64):
+            if prog.specials:   # a value that overflows in float32 only flipped a comparison: ill-conditioned
+                raise Discard(f"integer output {name} differs between the float32 and float64 references")
             # the generator promises exact inputs to every discontinuous op: this is its bug (or the reference's)
             raise PropertyFailed("reference", f"integer output {name} differs between the float32 and float64 "
                                  "references (a discontinuous op saw an inexact value)")
     return Reference(inputs, params, ref32, ref64)
 
 
+# huge stops at 1e15: squares summed over a row stay finite in float32 (norms of values near 3e38 overflow in
+# torch's kernels while the reference's do not; std near 3e38 has its own test)
+SPECIAL_VALUES = (np.nan, np.inf, -np.inf, 0.0, -0.0, 1e15, -1e15, 1e-30, 1e-40, -1e-40, 1.0, -1.0, 65504.0)
+
+
+def with_special_values(inputs: dict, seed: int) -> dict:
+    """Float inputs with about a quarter of their elements (at least one) replaced by NaN, +-inf, +-0, huge, tiny
+    and subnormal values (Program.specials): backends must then agree on the numeric semantics of
+    docs/language.md, their non-finite results compared by pattern (testing/tolerance.nonfinite_mismatch)."""
+    rng = np.random.default_rng([seed, 17])
+    out = {}
+    for name, arr in inputs.items():
+        arr = np.array(arr, copy=True)
+        if arr.dtype.kind == "f" and arr.size:
+            flat = arr.reshape(-1)
+            picks = rng.random(flat.size) < 0.25
+            picks[rng.integers(flat.size)] = True
+            with np.errstate(over="ignore"):
+                flat[picks] = rng.choice(np.array(SPECIAL_VALUES), int(picks.sum())).astype(arr.dtype)
+        out[name] = arr
+    return out
+
+
+def _usable_float_output(name, r32, r64, specials: bool) -> None:
+    """Discard an output useless as a test: non-finite (unless the program's inputs hold special values on
+    purpose: then the float32 and float64 references must agree on the non-finite pattern) or huge."""
+    from .tolerance import nonfinite_mismatch
+    if not specials and not (np.all(np.isfinite(r64)) and np.all(np.isfinite(r32))):
+        raise Discard(f"output {name} is not finite")
+    if specials and nonfinite_mismatch(r32, r64):
+        raise Discard(f"output {name} overflows (or is NaN) in float32 only")
+    if specials:   # huge values are among the injected ones; the tolerance floor scales with them
+        return
+    if r64.size and float(np.max(np.abs(r64))) > HUGE:
+        raise Discard(f"output {name} is huge")
+
+
 def _strip_locs(text: str) -> str:
-    return re.sub(r' loc\("[^"]*":\d+:\d+\)', "", text)
+    return re.sub(r' loc\("(?:[^"\\]|\\.)*":\d+:\d+\)', "", text)
 
 
 def check_source(prog: Program, graph) -> None:
@@ -167,6 +252,9 @@ def check_passes(graph, ref: Reference) -> None:
             raise PropertyFailed("passes", f"{label}: {type(e).__name__}: {e}") from None
         if len(names) > 1:
             check_ir(out, f"IR after {label}")   # (the IR of single passes round-trips like their pipeline's)
+        if ref.error is not None:   # a pass may delete or fold the failing op (dead code): no error, or another
+            expect_same_error("passes", label, ref, lambda: numpy_ref.run(out, ref.inputs, ref.params), may_pass=True)
+            continue
         try:
             got = numpy_ref.run(out, ref.inputs, ref.params)
         except Exception as e:  # noqa: BLE001
@@ -210,12 +298,17 @@ def check_torch(graph, ref: Reference) -> None:
     import torch
     from ..backends import torch_backend
     from ..testing.tolerance import assert_outputs_close
+    if ref.error is not None:
+        feed = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in ref.inputs.items()}
+        return expect_same_error("torch", "f32 module", ref,
+                                 lambda: torch_backend.to_module(graph, params=ref.params)(**feed))
     for mode, want in (("f32", None), ("f64", ref.ref64)):
         try:
             module = torch_backend.to_module(graph, dtype=mode, params=ref.params)
             feed = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in ref.inputs.items()}
             with torch.no_grad():
                 out = module(**feed)
+            _no_grad_outputs(out)
             got = {k: _to_numpy(v) for k, v in out.items()}
         except Exception as e:  # noqa: BLE001
             raise PropertyFailed("torch", f"{mode} module: {type(e).__name__}: {str(e)[:300]}") from None
@@ -231,6 +324,131 @@ def check_torch(graph, ref: Reference) -> None:
                                      ref.ref64, ref.ref64, "f64")
         except AssertionError as e:
             raise PropertyFailed("torch", f"{mode} module disagrees with the reference: {e}") from None
+    check_torch_source(graph, ref)
+
+
+def source_shape(src: str) -> str:
+    """The AST of generated Python with every string constant blanked: two sources of the same shape differ only
+    in comments and string constants, the only places user text (file names, scopes) may go."""
+    import ast
+    tree = ast.parse(src)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            node.value = ""
+    return ast.dump(tree)
+
+
+@contextmanager
+def plain_locations(graph):
+    """The graph with every node's file name and scope temporarily plain text: the baseline that generated source
+    must match in shape (source_shape) whatever the real names hold."""
+    from ..errors import Loc
+    saved = [(n, n.loc, n.scope) for n in graph.walk()]
+    try:
+        for n, loc, _ in saved:
+            n.loc = Loc("m.pnet", loc.line, loc.col) if loc is not None else None
+            n.scope = "s" if n.scope else n.scope
+        yield graph
+    finally:
+        for n, loc, scope in saved:
+            n.loc, n.scope = loc, scope
+
+
+def check_source_shape(prop: str, what: str, graph, make) -> str:
+    """make() (generated source for `graph`), checked to parse to the shape it has under plain names."""
+    try:
+        src = make()
+        with plain_locations(graph):
+            plain = make()
+        same = source_shape(src) == source_shape(plain)
+    except SyntaxError as e:
+        raise PropertyFailed(prop, f"{what} does not parse: {e}") from None
+    except Exception as e:  # noqa: BLE001
+        raise PropertyFailed(prop, f"{what}: {type(e).__name__}: {str(e)[:300]}") from None
+    if not same:
+        raise PropertyFailed(prop, f"{what}: a file name or scope changed the code, not only comments/strings")
+    return src
+
+
+def check_torch_source(graph, ref: Reference) -> None:
+    """`pnet compile -b torch`: the generated module has the shape it has under plain file names and scopes (user
+    text stays in comments and strings), and, loaded with the reference's parameters, matches the reference."""
+    import torch
+    from ..backends.torch_source import to_source
+    from ..testing.tolerance import assert_outputs_close
+    try:
+        src = check_source_shape("torch", "torch source", graph, lambda: to_source(graph))
+        scope: dict = {}
+        exec(compile(src, "<pnet torch source>", "exec"), scope)   # noqa: S102 - the code under test
+        module = scope["Model"]()
+        module.load_state_dict({k: torch.from_numpy(np.array(v, copy=True)) for k, v in ref.params.items()})
+        with torch.no_grad():
+            # positionally: an input may be named `self` or `torch` (the forward's parameters are sanitized names)
+            out = module(*[torch.from_numpy(np.array(ref.inputs[k], copy=True)) for k in module.input_names])
+        got = {k: _to_numpy(v) for k, v in out.items()}
+    except PropertyFailed:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise PropertyFailed("torch", f"torch source: {type(e).__name__}: {str(e)[:300]}") from None
+    try:
+        assert_outputs_close(got, ref.ref32, ref.ref64)
+    except AssertionError as e:
+        raise PropertyFailed("torch", f"torch source disagrees with the reference: {e}") from None
+
+
+HUGE_DIM = 10 ** 13  # a dim no machine holds a tensor along
+
+
+def check_memory(prog: Program, graph, ref: Reference, backends=("numpy", "torch", "triton")) -> None:
+    """Sizes that cannot fit are refused from the shapes with a PnetError, never a MemoryError after trying:
+    the inputs of a dim set to HUGE_DIM (as `--set B=10000000000000`), and, with the limit one byte under what
+    the run needs, the same error from every backend."""
+    from ..backends import memory, numpy_ref
+    from ..backends import run as run_backend
+    huge = next((d for d in prog.dims if any(d in map(str, v.type.shape) for _, v in graph.inputs)), None)
+    if huge is not None and all(prog.dims.values()):   # (a dim of size 0 elsewhere keeps the inputs empty)
+        _expect_refusal("the inputs", lambda: numpy_ref.random_inputs(graph, prog.seed, {huge: HUGE_DIM}))
+    need = memory.run_bytes(graph, numpy_ref.bind_dims(graph, ref.inputs))
+    if need == 0:   # every tensor empty: nothing to refuse
+        return
+    errors = {}
+    with _memory_limit(need - 1):
+        for b in backends:
+            errors[b] = _expect_refusal(f"a {b} run", lambda b=b: run_backend(b, graph, ref.inputs, ref.params))
+    if len(set(errors.values())) > 1:
+        raise PropertyFailed("memory", f"the backends refuse with different errors: {errors}")
+
+
+def _expect_refusal(what: str, fn) -> str:
+    from ..errors import PnetError
+    try:
+        fn()
+    except PnetError as e:
+        return e.message
+    except MemoryError as e:
+        raise PropertyFailed("memory", f"{what}: MemoryError instead of a PnetError from the shapes: {e}") from None
+    raise PropertyFailed("memory", f"{what}: too big for the memory limit, but not refused")
+
+
+@contextmanager
+def _memory_limit(nbytes: int):
+    from ..backends.memory import ENV
+    old = os.environ.get(ENV)
+    os.environ[ENV] = str(max(nbytes, 1))
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[ENV]
+        else:
+            os.environ[ENV] = old
+
+
+def _no_grad_outputs(out: dict) -> None:
+    """Outputs computed under torch.no_grad() must not require grad (a parameter returned as an output did)."""
+    stuck = [k for k, v in out.items() if v.requires_grad]
+    if stuck:
+        raise RuntimeError(f"outputs {stuck} require grad under torch.no_grad()")
 
 
 def triton_available() -> str | None:
@@ -252,8 +470,13 @@ def check_triton(graph, ref: Reference) -> None:
     from ..backends.triton import runtime
     from ..testing.tolerance import assert_outputs_close
     runtime.ensure_mode()   # TRITON_INTERPRET=1 on a machine without a GPU, before any kernel is exec'd
+    check_source_shape("triton", "Triton module", graph, lambda: triton_backend.compile(graph).source)
     for fuse in (True, False):
         label = "fused" if fuse else "unfused"
+        if ref.error is not None:
+            expect_same_error("triton", f"{label} plan", ref,
+                              lambda: triton_backend.compile(graph, fuse=fuse).run(ref.inputs, ref.params))
+            continue
         try:
             got = triton_backend.compile(graph, fuse=fuse).run(ref.inputs, ref.params)
         except Exception as e:  # noqa: BLE001
@@ -281,6 +504,8 @@ def check_lossy(graph, ref: Reference, seed: int = 0, backends=("torch", "triton
     from ..passes.sparsify import sparsify
     from ..passes.verify import verify
     checked = 0
+    if ref.error is not None:   # a program that fails at run time has no result to keep
+        return checked
     for i in (seed % len(LOSSY), (seed + 1) % len(LOSSY)):
         kind, spec = LOSSY[i]
         try:
@@ -349,7 +574,7 @@ def check_program(prog: Program, properties=PROPERTIES, backends=("numpy", "torc
         check_idempotent(graph)
         out.ran.append("idempotent")
     extra = [b for b in backends if b != "numpy" and b in properties]
-    if "passes" not in properties and not extra:
+    if "passes" not in properties and not extra and "memory" not in properties:
         return out
     try:
         ref = reference(graph, prog)
@@ -365,6 +590,9 @@ def check_program(prog: Program, properties=PROPERTIES, backends=("numpy", "torc
         out.ran.append(b)
     if "lossy" in properties and check_lossy(graph, ref, prog.seed, tuple(extra)):
         out.ran.append("lossy")
+    if "memory" in properties:
+        check_memory(prog, graph, ref, backends)
+        out.ran.append("memory")
     return out
 
 

@@ -23,6 +23,7 @@ Two front ends share one generator: `programs()` is a hypothesis strategy (shrin
 """
 from __future__ import annotations
 
+import ast
 import math
 import random
 import re
@@ -37,7 +38,21 @@ from ..ir.registry import REQUIRED
 from ..ir.types import TensorType, dims_equal, is_float, is_int, source_literal, sym
 
 SYMBOLS = ("B", "T", "N", "L")         # N is also sympy's N(): a good test of the IR text parser
+# dim names that are Python keywords or names generated code uses itself (issue 17: a dim `F` or `torch` shadowed
+# a module in the torch source, `lambda` broke the IR text parser); drawn only after the plain ones
+HOSTILE_SYMBOLS = ("F", "torch", "lambda", "d_B")
+# model names the generated torch class, docstrings and comments carry (none a HOSTILE_SYMBOLS dim: a model's name
+# is visible in its body, so it would hide the dim)
+MODEL_NAMES = ("fuzz", "self", "nn", "math")
+# file names the program is compiled under (what loc() records and the generated sources put in comments):
+# newlines, quotes, `#`, backslashes and Unicode line breaks must stay inside comments (issue 17)
+FILE_PATHS = ("<fuzz>", 'm\nimport os; os.system("exit 7")\n#"""\'x.pnet', "a\\b\r\x0b\x0c\x85\u2028\u2029#é.pnet")
 MAX_NUMEL = 2048          # runtime elements of any tensor the generator creates
+# programs whose float inputs hold NaN, +-inf, +-0, huge and tiny values (testing/fuzz.py with_special_values),
+# compared by their non-finite pattern instead of discarded (the numeric semantics of docs/language.md)
+SPECIALS_FRACTION = 0.2
+ZERO_DIM_FRACTION = 0.1   # programs run with one symbolic dim bound to 0 (empty tensors)
+BAD_INDEX_FRACTION = 0.08  # index operands moved out of range in the program (every backend: the same error)
 BOUND_LIMIT = 1e4         # a value whose |.| estimate exceeds this gets squashed with tanh first
 SKIP_KINDS = ("control", "source")
 # Ops only the quantization / sparsity passes introduce, whose operands (i8 conv windows, N:M metadata, BSR index
@@ -126,6 +141,8 @@ class Program:
     overrides: dict = field(default_factory=dict)   # hyperparameter overrides, as `--set` strings
     seed: int = 0                                   # seed of the random inputs and params
     ops: tuple = ()                                 # registry ops the generator applied
+    path: str = "<fuzz>"                            # the file name it is compiled under (FILE_PATHS)
+    specials: bool = False                          # float inputs hold NaN/inf/+-0/huge/tiny values (fuzz.py)
 
     def load_overrides(self) -> dict:
         return {**self.overrides, **self.dims}
@@ -138,6 +155,10 @@ class Program:
         head.append(("# dims: " + " ".join(f"{k}={v}" for k, v in self.dims.items())).rstrip())
         head.append(("# set: " + " ".join(f"{k}={v}" for k, v in self.overrides.items())).rstrip())
         head.append(f"# seed: {self.seed}")
+        if self.path != "<fuzz>":
+            head.append(f"# path: {ascii(self.path)}")   # a Python literal: the path may hold newlines
+        if self.specials:
+            head.append("# specials: yes")
         return "\n".join(head) + "\n" + self.source
 
     def __repr__(self) -> str:   # hypothesis prints failing examples with this: paste it into a .pnet file
@@ -156,7 +177,10 @@ class Program:
             for part in rest if key != "seed" else []:
                 k, v = part.split("=", 1)
                 (dims if key == "dims" else over)[k] = int(v) if key == "dims" else v
-        return cls(text, dims, over, seed)
+        m = re.search(r"^#\s*path:\s*(.*)$", text, re.M)
+        path = ast.literal_eval(m.group(1)) if m else "<fuzz>"
+        specials = re.search(r"^#\s*specials:\s*yes\s*$", text, re.M) is not None
+        return cls(text, dims, over, seed, path=path, specials=specials)
 
 
 # ---- values the generator tracks --------------------------------------------------------------------------
@@ -285,7 +309,9 @@ class Gen:
         self.overrides: dict[str, str] = {}
         self.defs: list[str] = []
         self.ties: list[str] = []
+        self.empty_outputs: list[str] = []    # zero-length scan stacks, output as they are (see _empty_range)
         self.used: list[str] = []
+        self.specials = False                 # this program's float inputs hold special values (Program.specials)
         self.model_params: list[tuple[str, TensorType]] = []
         self.imports: list[str] = []
         ops = registry.all_ops()
@@ -317,6 +343,8 @@ class Gen:
         if self.dims and (len(self.dims) >= 3 or self.ch.flag(0.6)):
             return sym(self.ch.choice(sorted(self.dims)))
         name = next(s for s in SYMBOLS if s not in self.dims) if len(self.dims) < len(SYMBOLS) else SYMBOLS[0]
+        if name != "B" and self.ch.flag(0.3):   # a second or third dim: sometimes named like Python's own names
+            name = self.ch.choice(HOSTILE_SYMBOLS)
         if name not in self.dims:
             self.dims[name] = self.ch.int(1, 4) if name == "B" else self.ch.int(2, 5)
         return sym(name)
@@ -381,7 +409,19 @@ class Gen:
         values from the consumers' sizes -- not through a scan body, where it uses [0, 2))."""
         if ctx.kind == "scan" and bound < 2:
             return None
-        return self.new_input(ctx, "i64", tuple(shape))
+        v = self.new_input(ctx, "i64", tuple(shape))
+        if v is not None and self.features and self.ch.flag(BAD_INDEX_FRACTION):
+            return self.out_of_range(ctx, v, bound)
+        return v
+
+    def out_of_range(self, ctx, v: Var, bound: int) -> Var:
+        """`v`'s ids moved out of [0, bound) by the program itself (so on the device): v is drawn from [0, 2) as
+        it indexes nothing, so `v + bound` is past the end and `v - 2` negative. The reference raises a located
+        error that every backend must raise word for word (fuzz.expect_same_error); one_hot gives zeros."""
+        name = self.fresh("x")
+        shift = f"+ {max(bound, 1)}" if self.ch.flag() else "- 2"
+        ctx.lines.append(f"{ctx.indent}{name} = {v.name} {shift}")
+        return Var(name, v.type, True, v.bound + bound)
 
     # -- picking values --
     def pick(self, ctx, pred=lambda v: True, exact=False, dtype_class="float") -> Var | None:
@@ -543,15 +583,32 @@ class Gen:
             self.statement(ctx)
 
     def statement(self, ctx):
-        feats = ["op", "index", "const", "dup", "stdlib"]
-        weights = [14, 1.5, 0.6, 0.6, 1.0 if self.features else 0.0]
+        feats = ["op", "index", "const", "dup", "stdlib", "gram"]
+        weights = [14, 1.5, 0.6, 0.6, 1.0 if self.features else 0.0, 0.3 if self.features else 0.0]
         if self.features and ctx.depth == 0:
             feats += ["for", "if", "scan", "def", "cond"]
             weights += [1.0, 1.0, 1.2, 1.2, 0.4]
+            feats.append("chain")   # rare: hundreds of statements
+            weights.append(0.1)
         feat = self.ch.weighted(feats, weights)
         ok = getattr(self, "st_" + feat)(ctx)
         if not ok:
             self.st_op(ctx)
+
+    def st_gram(self, ctx) -> bool:
+        """`t @ transpose(t)` (or `transpose(t) @ t`) with t pointwise of a value: one operand computed for both
+        sides of a product, a prologue the Triton planner must give both tiles or neither."""
+        x = self.pick(ctx, lambda v: v.type.rank == 2)
+        if x is None:
+            return False
+        t, y = self.fresh("v"), self.fresh("v")
+        side = 0 if self.ch.flag() else 1     # which dim of t survives: [M, M] = t t^T, or [K, K] = t^T t
+        expr = f"{t} @ transpose({t})" if side == 0 else f"transpose({t}) @ {t}"
+        ctx.lines.append(f"{ctx.indent}{t} = {self.ch.choice(['tanh', 'sigmoid'])}({x.name})")
+        ctx.lines.append(f"{ctx.indent}{y} = {expr}")
+        m, k = x.type.shape[side], x.type.shape[1 - side]
+        ctx.pool.append(Var(y, TensorType(x.type.dtype, (m, m)), False, float(max(self.rt(k), 1))))
+        return True
 
     def st_op(self, ctx) -> bool:
         names = self.op_names
@@ -627,6 +684,21 @@ class Gen:
         n = self.fresh()
         ctx.lines.append(f"{ctx.indent}{n} = {text}")
         ctx.pool.append(Var(n, v.type, v.exact, v.bound))
+        return True
+
+    def st_chain(self, ctx) -> bool:
+        """A long straight-line run (hundreds of statements) of cheap pointwise ops, each tanh computed twice:
+        every pass must stay near-linear in program size (CSE once scanned the whole graph at each merge)."""
+        x = self.float_var(ctx, lambda v: v.type.dtype == "f32" and self.numel(v.type) <= 64)
+        if x is None:
+            return False
+        prev = x.name if x.bound <= 4 else f"tanh({x.name})"
+        for _ in range(self.ch.int(30, 80)):   # 90-240 statements: a few seconds through every backend
+            a, b, h = self.fresh(), self.fresh(), self.fresh()
+            ctx.lines.append(f"{ctx.indent}{a} = tanh({prev}); {b} = tanh({prev}); {h} = {a} * 0.5 + {b} * 0.25")
+            prev = h
+        ctx.pool.append(Var(prev, x.type, False, 1.0))
+        self.used.append("long_chain")
         return True
 
     # -- coercion: any value into a given f32 type (for loop/if/scan results) --
@@ -755,10 +827,12 @@ class Gen:
             if n is None or (ctx.symbols is not None and _free(n) - ctx.symbols):
                 n = self.ch.int(1, 4)
             seqs = f"i in 0..{lit(n)}"
+            length = sympy.sympify(n)
+            if self.ch.flag(0.3):
+                seqs, length = self._empty_range()
             carry_t = base.type
             init = base.name
             extra = [Var("i", TensorType("i64", ()), True, 8.0)]
-            length = sympy.sympify(n)
         else:
             seq = self.float_var(ctx, lambda v: v.type.dtype == "f32" and v.type.rank >= 1 and v.bound <= 8)
             if seq is None:
@@ -807,9 +881,19 @@ class Gen:
         out_axis = 0 if counter else ax
         for name in targets[:-1]:
             shape = carry_t.shape[:out_axis] + (length,) + carry_t.shape[out_axis:]
+            if length == 0:   # kept out of the pool: ops over zero-size tensors are not this check's subject
+                self.empty_outputs += [name] if ctx.kind == "model" else []
+                continue
             ctx.pool.append(Var(name, TensorType("f32", shape), False, 4.0))
         ctx.pool.append(Var(targets[-1], carry_t, False, 4.0))
         return True
+
+    def _empty_range(self) -> tuple[str, sympy.Expr]:
+        """A step counter over an empty range `k..k` (issue 17): no steps, the carry's initial value, and
+        zero-length stacks, which every backend must agree on."""
+        k = self.ch.int(0, 3)
+        self.used.append("empty_scan")
+        return f"i in {k}..{k}", sympy.Integer(0)
 
     def st_def(self, ctx) -> bool:
         a = self.float_var(ctx, lambda v: v.type.dtype == "f32" and v.type.rank >= 1 and v.bound <= 16)
@@ -933,6 +1017,7 @@ class Gen:
     # ---- the whole program -----------------------------------------------------------------------------------
     def program(self) -> Program:
         model = Ctx("model", [], "  ", [])
+        self.specials = self.ch.flag(SPECIALS_FRACTION)
         for _ in range(self.ch.int(1, 2)):
             dtype = self.ch.weighted(["f32", "f64"], [12, 1])
             v = self.new_input(model, dtype, self.rand_shape(model, self.ch.int(1, 4), declare=True))
@@ -948,13 +1033,23 @@ class Gen:
         self.ch = main
         if self.features and self.ch.flag(0.1):
             self._tie()
-        body = ["  " + i for i in self.inputs] + model.lines + self._outputs(model) + self.ties
-        model_src = f"model fuzz({', '.join(self.hyper)}) {{\n" + "\n".join(body) + "\n}"
+        outputs = self._outputs(model) + self._leaf_outputs(model) + [f"  output {n}" for n in self.empty_outputs]
+        body = ["  " + i for i in self.inputs] + model.lines + outputs + self.ties
+        model_src = f"model {self.ch.choice(MODEL_NAMES)}({', '.join(self.hyper)}) {{\n" + "\n".join(body) + "\n}"
         items = (["\n".join(self.imports)] if self.imports else []) + self.defs + [model_src]
         src = "\n\n".join(items) + "\n"
         if self.features:
             src = self._noise(src)
-        return Program(src, dict(self.dims), dict(self.overrides), self.ch.int(0, 3), tuple(self.used))
+        return Program(src, self._run_dims(), dict(self.overrides), self.ch.int(0, 3), tuple(self.used),
+                       FILE_PATHS[self.ch.int(0, len(FILE_PATHS) - 1)], specials=self.specials)
+
+    def _run_dims(self) -> dict:
+        """The dims' runtime sizes; in some programs one bound to 0 (empty tensors: each backend gives the
+        reference's result, or its located error, as for max over an empty axis)."""
+        dims = dict(self.dims)
+        if self.features and dims and self.ch.flag(ZERO_DIM_FRACTION):
+            dims[self.ch.choice(sorted(dims))] = 0
+        return dims
 
     def _tie(self):
         groups = {}
@@ -985,6 +1080,22 @@ class Gen:
             else:
                 lines.append(f"  output y{i} = {v.name}")
         return lines
+
+    def _leaf_outputs(self, model) -> list:
+        """Now and then a parameter, a view of one, or an input as an output, listed twice (the torch
+        backends returned such a parameter itself, which still requires grad under no_grad)."""
+        leaves = [v for v in model.pool if v.name.startswith(("p", "x")) and v.type.rank >= 1]
+        if not self.features or not leaves or not self.ch.flag(0.15):
+            return []
+        v = self.ch.choice(leaves)
+        views = [v.name, f"{v.name}[0:1]"]
+        if 2 * self.numel(v.type) <= MAX_NUMEL:
+            views.append(f"broadcast_to({v.name}, {shape_src((2,) + tuple(v.type.shape))})")
+        if v.type.rank == 2:
+            views.append(f"{v.name}.T")
+        view = self.ch.choice(views)
+        self.used.append("leaf_output")
+        return [f"  output y_leaf = {view}", f"  output y_leaf_again = {view}"]
 
     def _noise(self, src: str) -> str:
         """Comments, blank lines, `;` joins and wrapped argument lists (the formatter must keep meaning)."""
@@ -1336,12 +1447,13 @@ def s_cast(g, ctx, op):
     a = g.float_var(ctx)
     if a is None:
         return None
-    if mode == 1 and a.exact:   # float -> int (truncation: exact values only)
+    if mode == 1 and a.exact and not g.specials:   # float -> int (truncation: exact values only; NaN/inf unspecified)
         return Call([Arg.of(a)], {"dtype": g.ch.choice(["i64", "i32"])}, exact=True)
-    if mode == 2:   # a round trip through f16 (identical rounding in every backend)
-        if a.bound > 1000:
+    if mode == 2:   # a round trip through f16 or bf16 (round to nearest even in every backend)
+        low = g.ch.choice(["f16", "bf16"])
+        if a.bound > 1000 and low == "f16":
             return None
-        return Call([Arg.of(a)], {"dtype": "f32"}, text=f'cast(cast({a.name}, "f16"), "f32")' if a.type.dtype == "f32"
+        return Call([Arg.of(a)], {"dtype": "f32"}, text=f'cast(cast({a.name}, "{low}"), "f32")' if a.type.dtype == "f32"
                     else None, exact=False)
     if mode == 3:   # identity cast (canonicalize drops it)
         return Call([Arg.of(a)], {"dtype": a.type.dtype}, exact=a.exact)

@@ -9,6 +9,12 @@ The floor is PyTorch's too (torch._dynamo.utils.same: `tol / 10` with tol = 1e-4
 result's magnitude when that exceeds 1: it covers results the f32 reference happens to get exactly
 (so its RMSE is 0) while another correct f32 evaluation order is off by an ulp or two.
 Integer and bool results (quantized paths, argmax, indices) must be equal.
+Non-finite values are compared by pattern, never by value (`nonfinite_mismatch`): NaN exactly where the float64
+reference has NaN, +inf / -inf exactly where it has the same infinity; the RMSE rule covers the finite rest. What
+each op gives for NaN / inf / +-0 (the numeric semantics every backend follows: NaN through max-like ops and
+reductions, argmax of a NaN row, softmax / logsumexp of infinite rows, pow's IEEE cases, floor-mod, integer
+division by zero, f16 / bf16 rounding, var of huge values) is written down once, in docs/language.md
+("Numeric semantics"); tests/test_numeric_semantics.py pins each rule on every backend.
 `dtype=None` (the default) takes each output's precision from its own dtype (f16 outputs get the f16
 rule, f64 outputs the f64 floor); pass a dtype to force one rule for every output.
 A run in float64 (the reference's float64=True, a backend's f64 mode) is compared with
@@ -52,6 +58,19 @@ def dtype_of(arr) -> str:
     return {np.dtype("float16"): "f16", np.dtype("float64"): "f64"}.get(kind, "f32")
 
 
+def nonfinite_mismatch(got, ref) -> str | None:
+    """Why `got`'s non-finite values differ from `ref`'s, or None: NaN exactly where the reference has NaN,
+    +inf / -inf exactly where it has the same infinity (compared by pattern, never by value: NaN != NaN)."""
+    got, ref = np.asarray(got), np.asarray(ref)
+    for what, g, r in (("NaN", np.isnan(got), np.isnan(ref)), ("+inf", np.isposinf(got), np.isposinf(ref)),
+                       ("-inf", np.isneginf(got), np.isneginf(ref))):
+        if not np.array_equal(g, r):
+            where = np.argwhere(g != r)[0].tolist()
+            return (f"{what} pattern differs from the reference: {int(np.sum(g != r))} elements, first at "
+                    f"{where} (got {got[tuple(where)]!r}, reference {ref[tuple(where)]!r})")
+    return None
+
+
 def check_close(name: str, got, ref32, ref64, dtype: str | None = None) -> None:
     """Raise AssertionError (naming the output, both errors and the bound) when `got` is not close enough.
     `dtype` None: the precision of `ref32` (the reference run in the program's own dtypes)."""
@@ -66,11 +85,10 @@ def check_close(name: str, got, ref32, ref64, dtype: str | None = None) -> None:
             bad = int(np.sum(got != ref64))
             raise AssertionError(f"{name}: {bad} of {got.size} integer elements differ from the reference")
         return
+    why = nonfinite_mismatch(got, ref64)
+    if why:
+        raise AssertionError(f"{name}: {why}")
     finite = np.isfinite(ref64)
-    if not np.array_equal(np.isfinite(got), finite):
-        raise AssertionError(f"{name}: non-finite values where the reference is finite (or the reverse)")
-    if not np.array_equal(got[~finite], ref64[~finite]):
-        raise AssertionError(f"{name}: inf/nan values differ from the reference")
     err = rmse(got[finite], ref64[finite])
     bound = allowed_error(np.asarray(ref32)[finite], ref64[finite], dtype)
     if err > bound:

@@ -87,7 +87,7 @@ def test_run_with_inputs_and_params(model, tmp_path, capsys):
     (["check", "{model}", "--set", "width"], "--set width: expected KEY=VALUE"),
     (["check", "{model}", "--set", "width=x"], "--set width=x: expected int"),
     (["check", "{model}", "--set", "nope=1"], "--set nope=1: model 'tiny' has no hyperparameter or dim named 'nope'"),
-    (["check", "{model}", "--set", "B=0"], "--set B=0: dim 'B' needs a positive integer"),
+    (["check", "{model}", "--set", "B=-1"], "--set B=-1: dim 'B' needs a non-negative integer"),
     (["check", "{model}", "--set", "act=nothing"], "unknown name 'nothing'"),
     (["check", "{model}", "--passes", "bogus"], "unknown pass 'bogus'"),
     (["run", "{model}", "-i", "{tmp}/missing.npz"], "missing.npz: no such file"),

@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 LONG = int(os.environ.get("PNET_FRONTEND_FUZZ", "0"))
 TIME_LIMIT = 30.0   # seconds one input may take (a 5000-deep expression takes seconds to parse on a loaded CI box)
 
-UNICODE = ["\u00e9", "\u2028", "\x00", "\ufeff", "\u200b", "\U0001F600", "\r", "\t", "\x0c", "\u03bb", "\u2211",
+UNICODE = ["\u00e9", "\u2028", "\u2029", "\x85", "\x0b", "\x1c", "\x00", "\ufeff", "\u200b", "\U0001F600", "\r", "\t", "\x0c", "\u03bb", "\u2211",
            "\\", "\"", "#", "@", "..", "...", "\u0301", "\ud800", "\x1b[0m", "\u00a0"]
 HUGE = ["99999999999999999999999", str(2 ** 63), str(2 ** 64 + 1), "1e308", "1e400", "-0", "0", "1" * 400,
-        "0.0000000000000000000001", "123456789012", "-9223372036854775809", "1e-400", "00000017"]
+        "0.0000000000000000000001", "123456789012", "-9223372036854775809", "1e-400", "00000017", "9" * 5000]
 TOKEN = re.compile(r"[A-Za-z_]\w*|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|\"(?:[^\"\\\n]|\\.)*\"|\.\.\.|\.\.|\*\*|//|->|[<>=!]=|\S|\n")
 WORDS = ["model", "def", "input", "output", "param", "for", "in", "if", "else", "scan", "along", "yield", "return",
          "import", "as", "tie", "true", "false", "none", "sum", "max", "f32", "i64", "bool", "int", "fn", "x", "B",
@@ -236,6 +236,14 @@ def outcome(fn, allowed=(PnetError,), need_loc=True) -> str | None:
         return f"{type(e).__name__} at {Path(tb.filename).name}:{tb.lineno}: {str(e)[:120]}"
 
 
+def _check_error_line(err: PnetError, name: str, text: str) -> None:
+    """The line an error shows is the line its location names, counted as the lexer counts (at \\n only)."""
+    from pnet.errors import source_line
+    if err.loc is not None and err.loc.file == name and err.source_line is not None:
+        want = source_line(text, err.loc.line)
+        assert err.source_line.rstrip("\r\n") == want, f"error at line {err.loc.line} shows {err.source_line!r}"
+
+
 def check_source_text(name: str, text: str, overrides: dict | None = None) -> str | None:
     from pnet.dsl.compile import load_source
     from pnet.dsl.fmt import format_source
@@ -243,7 +251,8 @@ def check_source_text(name: str, text: str, overrides: dict | None = None) -> st
     def run():
         try:
             load_source(text, name, overrides=overrides)
-        except PnetError:
+        except PnetError as err:
+            _check_error_line(err, name, text)
             # a source that parses must also format (fmt must not crash on anything the parser accepts)
             from pnet.dsl.parser import parse
             try:

@@ -96,6 +96,16 @@ def test_lossy_passes_keep_backends_in_agreement(prog):
     F.check_lossy(graph, reference(prog, graph), prog.seed, backends)
 
 
+@examples(40)
+@given(programs())
+def test_sizes_that_cannot_fit_are_refused_alike_by_every_backend(prog):
+    """A dim of 10**13 is refused before the inputs are drawn; with the memory limit one byte under what the run
+    needs, every backend raises the same PnetError from the shapes (never a MemoryError after trying)."""
+    graph = F.compile_program(prog)
+    backends = ("numpy",) + (() if TORCH_MISSING else ("torch",)) + (() if TRITON_MISSING else ("triton",))
+    F.check_memory(prog, graph, reference(prog, graph), backends)
+
+
 # ---- the generator covers the registry -----------------------------------------------------------------------
 def test_every_op_can_be_generated():
     """Every registry op (kinds other than control/source) is generated, by its sampler in

@@ -126,7 +126,7 @@ class ConvKernels:
         # the output is contiguous [N, C_out, *O]: a row's spatial offset is rm % prod(O)
         body.append(f"    o_offs = n_i[:, None] * (COUT_G * {groups} * {opos}) + co[None, :] * ({opos}) + (rm % ({opos}))[:, None]")
         for j, v in enumerate(k.outputs):
-            body.append(f"    tl.store(out{j} + o_offs, ({reg[v]}).to(out{j}.dtype.element_ty), mask=mask)")
+            body.append(f"    tl.store(out{j} + o_offs, _store_cast({reg[v]}, out{j}), mask=mask)")
         self.kernels.append(f"@triton.jit\ndef {k.name}({', '.join(params)}):\n" + "\n".join(body) + "\n")
         # launcher
         for v in k.outputs:

@@ -2,7 +2,11 @@
 
 - gather  (take along any axis of any table, gather): an index map over the output elements: output
   coordinates -> source coordinates, the indexed axis's coordinate read from the index tensor; every
-  operand is read through its strides. Indices are assumed valid (the reference raises on bad ones).
+  operand is read through its strides.
+- every kernel that reads or writes through an index tensor checks each index against [0, n) (`index_check`):
+  a bad lane is masked (nothing is read or written through it) and the smallest position of a bad id is
+  recorded (an atomic min) in a one-word buffer that the launcher reads after the launch and raises the
+  reference's located error from (`runtime.raise_bad_index`); ids computed on the device are checked too.
 - scatter (segment_sum / segment_mean / segment_max / scatter_add): one program per block of source
   elements, `tl.atomic_add` (`tl.atomic_max`) into a zero- (lowest-) initialized accumulator; f16/bf16
   accumulate in f32. segment_mean counts rows per segment the same way; a small second kernel divides
@@ -40,10 +44,42 @@ def _offs(coords, strides):
     return " + ".join(f"({c}) * {s}" for c, s in zip(coords, strides)) or "offs * 0"
 
 
+def index_check(body, pos, idx="j", mask="mask"):
+    """Kernel lines (params `err`, `NIDX`) for an index outside [0, NIDX): its lane leaves `mask`, so a bad id is
+    never followed, and err[0] becomes the smallest flat (C-order) position `pos` in the index tensor holding a
+    bad id, so the launcher reports the same id as the reference (its first bad one), whatever the lane order."""
+    body += [f"    bad = {mask} & (({idx} < 0) | ({idx} >= NIDX))",
+             f"    tl.atomic_min(err + offs * 0, (offs * 0 + {pos}).to(tl.int64), mask=bad)",
+             f"    {mask} = {mask} & (bad == 0)",
+             f"    {idx} = tl.where(bad, 0, {idx})"]
+
+
+def _c_order(coords, sizes) -> str:
+    """The flat C-order position of `coords` in a tensor of `sizes` (kernel expressions)."""
+    pos = "0"
+    for c, s in zip(coords, sizes):
+        pos = f"({pos}) * {s} + {c}"
+    return pos
+
+
+def _loc_code(node) -> str:
+    return repr((node.loc.file, node.loc.line, node.loc.col)) if node.loc is not None else "None"
+
+
 SORT_MAX_BLOCK = 16384  # a row longer than this is sorted by torch (reported once per process)
 
 
 class IndexKernels:
+    def _flagged_launch(self, node, ids: str, nidx: str, launch: list, lines):
+        """Launcher lines: a fresh flag buffer, the launch (`launch`: `if <elements>:` and the launch, passing
+        `err` and `NIDX`), then the check that raises if the kernel flagged an id of `ids` outside [0, nidx).
+        With no element to move the kernel does not run, but the ids are still checked, as the reference does."""
+        err = f"err{self._next()}"
+        lines.append(f"    {err} = _rt.index_flag(dev)")
+        lines += [ln.replace("{err}", err) for ln in launch]
+        lines += ["    else:", f"        _rt.flag_bad_ids({err}, {ids}, {nidx})"]
+        lines.append(f"    _rt.raise_bad_index({err}, {ids}, {node.op!r}, {_loc_code(node)}, {nidx})")
+
     # ---- take / gather -------------------------------------------------------------------------------
     def _k_gather(self, k, names, lines, plan):
         n = k.nodes[0]
@@ -52,19 +88,22 @@ class IndexKernels:
         rank, xr, ir = out_t.rank, x.type.rank, idx.type.rank
         ax = n.attrs["axis"]
         params = ["x"] + [f"x_s{d}" for d in range(xr)] + ["idx"] + [f"i_s{d}" for d in range(ir)]
-        params += ["out", "numel"] + [f"size{d}" for d in range(rank)] + ["BLOCK: tl.constexpr"]
+        params += ["out", "numel"] + [f"size{d}" for d in range(rank)] + ["err", "NIDX", "BLOCK: tl.constexpr"]
         body = ["    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)", "    mask = offs < numel", "    rem = offs"]
         _coords(body, rank)
         c = [f"c{d}" for d in range(rank)]
         if n.op == "take":  # out = x[:ax] + idx + x[ax+1:]
             icoords = c[ax:ax + ir]
             src = c[:ax] + ["j"] + c[ax + ir:]
+            pos = _c_order(icoords, [f"size{d}" for d in range(ax, ax + ir)])
         else:  # gather: idx has the output's shape
             icoords = c
             src = [("j" if d == ax else c[d]) for d in range(xr)]
+            pos = "offs"
         body.append(f"    j = tl.load(idx + {_offs(icoords, [f'i_s{d}' for d in range(ir)])}, mask=mask, other=0)")
+        index_check(body, pos)
         body.append(f"    y = {self._load('x', _offs(src, [f'x_s{d}' for d in range(xr)]), 'mask', x)}")
-        body.append("    tl.store(out + offs, y.to(out.dtype.element_ty), mask=mask)")
+        body.append("    tl.store(out + offs, _store_cast(y, out), mask=mask)")
         self.kernels.append(f"@triton.jit\ndef {k.name}({', '.join(params)}):\n" + "\n".join(body) + "\n")
         self._alloc(n.outputs[0], names, lines)
         xs, iv, o = names[x], names[idx], names[n.outputs[0]]
@@ -72,9 +111,9 @@ class IndexKernels:
         lines.append(f"    {nm} = {o}.numel()")
         lines.append(f"    {blk} = _rt.pointwise_block({nm})")
         args = [xs] + [f"{xs}.stride({d})" for d in range(xr)] + [iv] + [f"{iv}.stride({d})" for d in range(ir)]
-        args += [o, nm] + [f"{o}.shape[{d}]" for d in range(rank)]
-        lines.append(f"    if {nm}:")
-        lines.append(f"        {k.name}[(_rt.cdiv({nm}, {blk}),)]({', '.join(args)}, BLOCK={blk})")
+        args += [o, nm] + [f"{o}.shape[{d}]" for d in range(rank)] + ["{err}", f"{xs}.shape[{ax}]"]
+        self._flagged_launch(n, iv, f"{xs}.shape[{ax}]", [f"    if {nm}:",
+                             f"        {k.name}[(_rt.cdiv({nm}, {blk}),)]({', '.join(args)}, BLOCK={blk})"], lines)
 
     # ---- segment_sum / segment_mean / segment_max / scatter_add ---------------------------------------
     def _k_scatter(self, k, names, lines, plan):
@@ -97,15 +136,20 @@ class IndexKernels:
         atomic = "tl.atomic_max" if op == "segment_max" else "tl.atomic_add"
         params = ["src"] + [f"s_s{d}" for d in range(sr)] + ["idx"] + [f"i_s{d}" for d in range(ir)]
         params += ["acc"] + [f"a_s{d}" for d in range(rank)] + ["cnt", "numel"] + [f"size{d}" for d in range(sr)]
-        params += ["BLOCK: tl.constexpr"]
+        params += ["err", "NIDX", "BLOCK: tl.constexpr"]
         body = ["    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)", "    mask = offs < numel", "    rem = offs"]
         _coords(body, sr)
         c = [f"c{d}" for d in range(sr)]
         icoords = c if op == "scatter_add" else ["c0"]
         body.append(f"    j = tl.load(idx + {_offs(icoords, [f'i_s{d}' for d in range(ir)])}, mask=mask, other=0)")
+        index_check(body, "offs" if op == "scatter_add" else "c0")  # idx has src's shape / one id per row
         v = self._load("src", _offs(c, [f"s_s{d}" for d in range(sr)]), "mask", src)
         body.append(f"    v = {v}")
         dst = [("j" if d == ax else c[d]) for d in range(rank)]
+        if op == "segment_max" and is_float(dt):
+            # NaN propagates (docs/language.md): a float atomic_max compares bit patterns, where a NaN with its sign
+            # bit set (inf - inf on x86) loses to any number and a positive one wins over all: make every NaN positive
+            body.append('    v = tl.where(v != v, float("nan"), v)')
         body.append(f"    {atomic}(acc + {_offs(dst, [f'a_s{d}' for d in range(rank)])}, v.to(acc.dtype.element_ty), mask=mask)")
         if counts:  # one count per source row: its first element adds it
             first = " & ".join([f"(c{d} == 0)" for d in range(1, sr)]) or "offs >= 0"
@@ -140,8 +184,8 @@ class IndexKernels:
         lines.append(f"    {blk} = _rt.pointwise_block({nm})")
         args = [sv] + [f"{sv}.stride({d})" for d in range(sr)] + [iv] + [f"{iv}.stride({d})" for d in range(ir)]
         args += [acc] + [f"{acc}.stride({d})" for d in range(rank)] + [cnt, nm] + [f"{sv}.shape[{d}]" for d in range(sr)]
-        lines.append(f"    if {nm}:")
-        lines.append(f"        {k.name}[(_rt.cdiv({nm}, {blk}),)]({', '.join(args)}, BLOCK={blk})")
+        nidx = f"{acc}.shape[{ax}]"
+        self._flagged_launch(n, iv, nidx, [f"    if {nm}:", f"        {k.name}[(_rt.cdiv({nm}, {blk}),)]({', '.join(args + ['{err}', nidx])}, BLOCK={blk})"], lines)
         if not finish:
             return
         # finishing pass over the output: divide by the count / zero empty segments / cast to the output dtype
@@ -154,7 +198,7 @@ class IndexKernels:
                 fb.append("    y = y.to(tl.float32) / tl.maximum(nrow, 1).to(tl.float32)")
             else:
                 fb.append("    y = tl.where(nrow > 0, y, 0)")
-        fb.append("    tl.store(out + offs, y.to(out.dtype.element_ty), mask=mask)")
+        fb.append("    tl.store(out + offs, _store_cast(y, out), mask=mask)")
         self.kernels.append(f"@triton.jit\ndef {fname}(acc, cnt, out, numel, ROW, BLOCK: tl.constexpr):\n" + "\n".join(fb) + "\n")
         m2, b2 = f"n{self._next()}", f"blk{self._next()}"
         lines.append(f"    {m2} = {o}.numel()")
@@ -201,7 +245,7 @@ class IndexKernels:
                  "    for start in range(0, N, BLOCK):", "        j = start + cols", "        m = j < N",
                  f"        v = tl.load(x_base + j * x_s{ax}, mask=m, other=0).to({acc_t})",
                  "        s = tl.cumsum(v, axis=0) + carry",
-                 f"        tl.store(out_base + j * out_s{ax}, s.to(out.dtype.element_ty), mask=m)",
+                 f"        tl.store(out_base + j * out_s{ax}, _store_cast(s, out), mask=m)",
                  "        carry = carry + tl.sum(v, axis=0)"]
         self.kernels.append(f"@triton.jit\ndef {k.name}({', '.join(params)}):\n" + "\n".join(body) + "\n")
         self._alloc(n.outputs[0], names, lines)

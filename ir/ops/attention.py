@@ -71,11 +71,11 @@ def _sdpa_ref(q, k, v, mask, causal, scale):
         scores = scores + mask
     scores = np.where(allowed, scores, -np.inf)
     # softmax along the keys; a row with no allowed key (max = -inf) gets all-zero weights, not 0/0 = NaN
-    top = scores.max(axis=-1, keepdims=True)
-    weights = np.exp(scores - np.where(np.isfinite(top), top, 0))
+    top = scores.max(axis=-1, keepdims=True, initial=-np.inf)  # no keys at all (TK = 0): zeros, as all masked
+    weights = np.exp(scores - np.where(top == -np.inf, 0, top))   # a +inf score: a NaN row, as softmax
     total = weights.sum(axis=-1, keepdims=True)
     weights = weights / np.where(total == 0, 1, total)
-    return (weights @ v).astype(q.dtype, copy=False)
+    return np.where(total == 0, 0, weights @ v).astype(q.dtype, copy=False)   # 0, even where v holds NaN
 
 
 def _sdpa_torch(T, q, k, v, mask=None, *, causal, scale):

@@ -193,6 +193,10 @@ def _conv_transpose_ref(x, w, b, stride, padding, output_padding, dilation, grou
 def _conv_torch(nd):
     def lower(T, x, w, b=None, *, stride, padding, dilation, groups):
         fn = getattr(T.nn.functional, f"conv{nd}d")
+        if x.shape[1] == 0:  # no input channels (a dim bound to 0): torch returns 0 output channels, not zeros;
+            #                  one zero channel per group gives the same (empty) sum with the right shape
+            x = x.new_zeros(x.shape[:1] + (groups,) + x.shape[2:])
+            w = w.new_zeros(w.shape[:1] + (1,) + w.shape[2:])
         return fn(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
     return lower
 

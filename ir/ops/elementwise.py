@@ -45,10 +45,38 @@ def torch_common(T, *xs):
     return [x.to(dtype) for x in xs]
 
 
-def _binary(name, fn, torch_fn, triton_fn, flops=1, triton_int=None):
+def tl_max(a, b) -> str:
+    """Triton's maximum with NaN propagating, as NumPy and torch do (tl.maximum's default drops a NaN)."""
+    return f"tl.maximum({a}, {b}, propagate_nan=tl.PropagateNan.ALL)"
+
+
+def tl_min(a, b) -> str:
+    return f"tl.minimum({a}, {b}, propagate_nan=tl.PropagateNan.ALL)"
+
+
+def _binary(name, fn, torch_fn, triton_fn, flops=1, triton_int=None, torch_promotes=False):
+    """`torch_promotes`: torch_fn casts its operands itself (a top-level function, which torch_source can copy)."""
     register(name, "a, b", infer=arith_binary(name), ref=lambda a, b: fn(a, b).astype(result_dtype(a, b), copy=False),
-             torch=lambda T, a, b: torch_fn(T, *torch_common(T, a, b)), triton=triton_fn, triton_int=triton_int,
+             torch=torch_fn if torch_promotes else lambda T, a, b: torch_fn(T, *torch_common(T, a, b)),
+             triton=triton_fn, triton_int=triton_int,
              flops=lambda i, o, at: flops * o[0].numel)
+
+
+def torch_int_divmod(T, a, b):
+    """NumPy's integer floor division and mod: x // 0 = x % 0 = 0 (torch raises), INT_MIN // -1 wraps to INT_MIN."""
+    zero = b == 0
+    safe = T.where(zero, T.ones_like(b), b)
+    return (T.div(a, safe, rounding_mode="floor").masked_fill(zero, 0), T.remainder(a, safe).masked_fill(zero, 0))
+
+
+def torch_div(T, a, b):
+    a, b = torch_common(T, a, b)
+    return a / b if a.is_floating_point() else torch_int_divmod(T, a, b)[0]
+
+
+def torch_mod(T, a, b):
+    a, b = torch_common(T, a, b)
+    return T.remainder(a, b) if a.is_floating_point() else torch_int_divmod(T, a, b)[1]
 
 
 def _int_div(a, b):
@@ -60,13 +88,13 @@ def _int_div(a, b):
 _binary("add", np.add, lambda T, a, b: a + b, lambda a, b: f"({a} + {b})")
 _binary("sub", np.subtract, lambda T, a, b: a - b, lambda a, b: f"({a} - {b})")
 _binary("mul", np.multiply, lambda T, a, b: a * b, lambda a, b: f"({a} * {b})")
-_binary("div", _int_div, lambda T, a, b: T.div(a, b, rounding_mode="floor") if not a.is_floating_point() and not b.is_floating_point() else a / b,
-        lambda a, b: f"tl.div_rn(({a}) * 1.0, ({b}) * 1.0)",  # correctly rounded, as in NumPy (a GPU's `/` may not be)
+_binary("div", _int_div, torch_div, torch_promotes=True,
+        triton_fn=lambda a, b: f"tl.div_rn(({a}) * 1.0, ({b}) * 1.0)",  # correctly rounded, as in NumPy (a GPU's `/` may not be)
         triton_int=lambda a, b: f"_floordiv_int({a}, {b})")
 _binary("pow", np.power, lambda T, a, b: T.pow(a, b), lambda a, b: f"_pow({a}, {b})")
-_binary("maximum", np.maximum, lambda T, a, b: T.maximum(a, b), lambda a, b: f"tl.maximum({a}, {b})")
-_binary("minimum", np.minimum, lambda T, a, b: T.minimum(a, b), lambda a, b: f"tl.minimum({a}, {b})")
-_binary("mod", np.mod, lambda T, a, b: T.remainder(a, b), lambda a, b: f"({a} - {b} * tl.floor({a} / {b}))",
+_binary("maximum", np.maximum, lambda T, a, b: T.maximum(a, b), lambda a, b: tl_max(a, b))
+_binary("minimum", np.minimum, lambda T, a, b: T.minimum(a, b), lambda a, b: tl_min(a, b))
+_binary("mod", np.mod, torch_mod, torch_promotes=True, triton_fn=lambda a, b: f"_mod_float({a}, {b})",
         triton_int=lambda a, b: f"_mod_int({a}, {b})")
 
 for _name, _fn, _sym in [("lt", np.less, "<"), ("le", np.less_equal, "<="), ("gt", np.greater, ">"),
@@ -130,8 +158,8 @@ def _like_ints(x, *values):
 
 
 def _clamp_expr(x, lo, hi):
-    out = x if lo is None else f"tl.maximum({x}, {float(lo)!r})"
-    return out if hi is None else f"tl.minimum({out}, {float(hi)!r})"
+    out = x if lo is None else tl_max(x, repr(float(lo)))
+    return out if hi is None else tl_min(out, repr(float(hi)))
 
 
 def _sigmoid(x):
@@ -159,7 +187,14 @@ def _gelu(x, approximate="none"):
 
 _unary("neg", np.negative, lambda T, x: -x, lambda x: f"(-{x})", float_only=False)
 _unary("abs", np.abs, lambda T, x: T.abs(x), lambda x: f"tl.abs({x})", float_only=False)
-_unary("sign", np.sign, lambda T, x: T.sign(x), lambda x: f"_sign({x})", float_only=False)
+
+
+def torch_sign(T, x):
+    """sign(NaN) = NaN, as NumPy (torch.sign gives 0)."""
+    return T.where(T.isnan(x), x, T.sign(x)) if x.is_floating_point() else T.sign(x)
+
+
+_unary("sign", np.sign, torch_sign, lambda x: f"_sign({x})", float_only=False)
 _unary("exp", np.exp, lambda T, x: T.exp(x), lambda x: f"tl.exp({x})")
 _unary("log", np.log, lambda T, x: T.log(x), lambda x: f"tl.log({x})")
 _unary("sqrt", np.sqrt, lambda T, x: T.sqrt(x), lambda x: f"tl.sqrt({x})")
@@ -173,22 +208,29 @@ _unary("erf", erf, lambda T, x: T.erf(x), lambda x: f"_erf({x})")
 _unary("floor", np.floor, lambda T, x: T.floor(x), lambda x: f"tl.floor({x})")
 _unary("round", np.round, lambda T, x: T.round(x), lambda x: f"_round_even({x})", doc="round half to even, like numpy and torch")
 _unary("sigmoid", _sigmoid, lambda T, x: T.sigmoid(x), lambda x: f"tl.sigmoid({x})", flops=4)
-_unary("relu", lambda x: np.maximum(x, 0), lambda T, x: T.relu(x), lambda x: f"tl.maximum({x}, 0.0)", float_only=False)
+_unary("relu", lambda x: np.maximum(x, 0), lambda T, x: T.relu(x), lambda x: tl_max(x, "0.0"), float_only=False)
 _unary("leaky_relu", lambda x, alpha: np.where(x >= 0, x, alpha * x),
        lambda T, x, alpha: T.nn.functional.leaky_relu(x, alpha),
        lambda x, alpha: f"tl.where({x} >= 0, {x}, {alpha!r} * {x})", attrs={"alpha": 0.01})
 _unary("elu", lambda x, alpha: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
        lambda T, x, alpha: T.nn.functional.elu(x, alpha),
-       lambda x, alpha: f"tl.where({x} > 0, {x}, {alpha!r} * (tl.exp(tl.minimum({x}, 0.0)) - 1.0))", attrs={"alpha": 1.0}, flops=3)
-_unary("gelu", _gelu, lambda T, x, approximate: T.nn.functional.gelu(x, approximate=approximate),
+       lambda x, alpha: f"tl.where({x} > 0, {x}, {alpha!r} * (tl.exp({tl_min(x, '0.0')}) - 1.0))", attrs={"alpha": 1.0}, flops=3)
+
+
+def torch_gelu(T, x, approximate):
+    """gelu(+inf) = +inf, as the reference's x * Phi(x) (torch's erf kernel gives NaN there)."""
+    return T.where(x == float("inf"), x, T.nn.functional.gelu(x, approximate=approximate))
+
+
+_unary("gelu", _gelu, torch_gelu,
        lambda x, approximate: f"_gelu_tanh({x})" if approximate == "tanh" else f"_gelu({x})",
        attrs={"approximate": "none"}, flops=8)
 _unary("silu", lambda x: x * _sigmoid(x), lambda T, x: T.nn.functional.silu(x), lambda x: f"({x} * tl.sigmoid({x}))", flops=5)
 _unary("softplus", _softplus, lambda T, x, beta, threshold: T.nn.functional.softplus(x, beta, threshold),
        lambda x, beta, threshold: f"_softplus({x}, {float(beta)!r}, {float(threshold)!r})",
        attrs={"beta": 1.0, "threshold": 20.0}, flops=4)
-_unary("hardswish", lambda x: x * np.clip(x + 3, 0, 6) / 6, lambda T, x: T.nn.functional.hardswish(x), lambda x: f"({x} * tl.minimum(tl.maximum({x} + 3.0, 0.0), 6.0) / 6.0)", flops=4)
-_unary("hardsigmoid", lambda x: np.clip(x + 3, 0, 6) / 6, lambda T, x: T.nn.functional.hardsigmoid(x), lambda x: f"(tl.minimum(tl.maximum({x} + 3.0, 0.0), 6.0) / 6.0)", flops=3)
+_unary("hardswish", lambda x: x * np.clip(x + 3, 0, 6) / 6, lambda T, x: T.nn.functional.hardswish(x), lambda x: f"({x} * {tl_min(tl_max(f'{x} + 3.0', '0.0'), '6.0')} / 6.0)", flops=4)
+_unary("hardsigmoid", lambda x: np.clip(x + 3, 0, 6) / 6, lambda T, x: T.nn.functional.hardsigmoid(x), lambda x: f"({tl_min(tl_max(f'{x} + 3.0', '0.0'), '6.0')} / 6.0)", flops=3)
 _unary("heaviside", lambda x: (x > 0).astype(x.dtype), lambda T, x: (x > 0).to(x.dtype), lambda x: f"tl.where({x} > 0, 1.0, 0.0)", float_only=False,
        doc="step function: 1 where x > 0 else 0 (spiking neurons)")
 _unary("clamp", lambda x, min, max: np.clip(x, -np.inf if min is None else min, np.inf if max is None else max),
@@ -219,8 +261,10 @@ def _cast_triton(x, dtype):
         return f"({x} != 0)"
     if dtype in ("f64",):
         return f"{x}.to(tl.float64)"
-    if dtype in ("f32", "f16", "bf16"):
-        return f"{x}.to(tl.float32)"  # kernels compute floats in f32; the store casts
+    if dtype in ("f16", "bf16"):  # kernels compute floats in f32, holding the value rounded as the dtype would
+        return f"_round_{dtype}({x}.to(tl.float32))"
+    if dtype == "f32":
+        return f"{x}.to(tl.float32)"
     return f"{x}.to(tl.{ {'i64': 'int64', 'i32': 'int32', 'i8': 'int8', 'u8': 'uint8'}[dtype] })"
 
 

@@ -1,7 +1,9 @@
 """Data-dependent indexing: take, embedding, gather, scatter_add, segment_sum/mean/max, one_hot.
 
 Index semantics shared by every op here: an index must lie in [0, n) for the axis it indexes (no negative
-wrap-around, as in torch); the reference raises on anything else rather than invent an answer.
+wrap-around); the reference raises on anything else rather than invent an answer, and so do the torch
+lowerings (`check_index_range`, before torch indexes) and the Triton kernels (a device-side flag, see
+backends/triton/index_codegen.py), all with `index_range_error`'s message.
 one_hot is the exception: an id outside [0, depth) gives an all-zero row.
 """
 from __future__ import annotations
@@ -19,10 +21,30 @@ def _index_tensor(op, t, what="index"):
         raise ShapeError(f"{op}: {what} must be an integer tensor, got {t}")
 
 
+def _range_message(op, bad, n):
+    return f"{op}: index {int(bad)} out of range [0, {int(n)})"
+
+
+def index_range_error(op, bad, n) -> PnetError:
+    """The one error every backend raises for an index outside [0, n) (the caller attaches the node's location)."""
+    return PnetError(_range_message(op, bad, n))
+
+
 def _check_range(op, idx, n):
     if idx.size and (idx.min() < 0 or idx.max() >= n):
-        bad = idx[(idx < 0) | (idx >= n)].flat[0]
-        raise PnetError(f"{op}: index {bad} out of range [0, {n})")
+        raise index_range_error(op, idx[(idx < 0) | (idx >= n)].flat[0], n)
+
+
+def check_index_range(op, idx, n):
+    """The torch lowerings' check, before torch indexes (torch's own IndexError names neither op nor index).
+    A builtin IndexError, so the lowering copies into standalone torch source; the torch backend turns it
+    into the located PnetError (torch_backend._located). Skipped inside torch.compile, which cannot branch on
+    tensor values without a graph break (fullgraph=True must keep working): there torch's own check applies."""
+    import torch
+    if torch.compiler.is_compiling():
+        return
+    if idx.numel() and (bool((idx < 0).any()) or bool((idx >= n).any())):
+        raise IndexError(_range_message(op, idx[(idx < 0) | (idx >= n)].reshape(-1)[0].item(), n))
 
 
 def _dim_attr(value, what, op):
@@ -55,12 +77,13 @@ def _take_infer(types, attrs):
     return _take_type("take", x, idx, attrs["axis"])
 
 
-def _take_ref(x, idx, axis):
-    _check_range("take", idx, x.shape[axis])
+def _take_ref(x, idx, axis, op="take"):
+    _check_range(op, idx, x.shape[axis])
     return np.asarray(np.take(x, idx, axis=axis))
 
 
-def _take_torch(T, x, idx, *, axis):
+def _take_torch(T, x, idx, *, axis, op="take"):
+    check_index_range(op, idx, x.shape[axis])
     flat = T.index_select(x, axis, idx.reshape(-1).long())
     return flat.reshape(x.shape[:axis] + idx.shape + x.shape[axis + 1:])
 
@@ -72,12 +95,13 @@ register("take", "x, idx", kind="index", attrs={"axis": 0}, infer=_take_infer, r
 
 def _embedding_torch(T, table, ids):
     if table.ndim == 2:
+        check_index_range("embedding", ids, table.shape[0])
         return T.nn.functional.embedding(ids.long(), table)
-    return _take_torch(T, table, ids, axis=0)
+    return _take_torch(T, table, ids, axis=0, op="embedding")
 
 
 register("embedding", "table, ids", kind="index", infer=lambda types, attrs: _take_type("embedding", *types, 0),
-         ref=lambda table, ids: _take_ref(table, ids, 0), torch=_embedding_torch, flops=lambda i, o, a: 0,
+         ref=lambda table, ids: _take_ref(table, ids, 0, "embedding"), torch=_embedding_torch, flops=lambda i, o, a: 0,
          doc="rows of table picked by ids: take along axis 0, shape ids + table[1:]")
 
 
@@ -99,8 +123,13 @@ def _gather_ref(x, idx, axis):
     return np.take_along_axis(x, idx, axis=axis)
 
 
+def _gather_torch(T, x, idx, *, axis):
+    check_index_range("gather", idx, x.shape[axis])
+    return T.gather(x, axis, idx.long())
+
+
 register("gather", "x, idx", kind="index", attrs={"axis": REQUIRED}, infer=_gather_infer, ref=_gather_ref,
-         torch=lambda T, x, idx, *, axis: T.gather(x, axis, idx.long()), flops=lambda i, o, a: 0,
+         torch=_gather_torch, flops=lambda i, o, a: 0,
          doc="out[..i..] = x[..idx[..i..] at axis..] (np.take_along_axis / torch.gather); idx has x's shape "
              "off the axis")
 
@@ -132,9 +161,13 @@ def _scatter_add_ref(x, idx, src, axis):
     return out
 
 
+def _scatter_add_torch(T, x, idx, src, *, axis):
+    check_index_range("scatter_add", idx, x.shape[axis])
+    return T.scatter_add(x, axis, idx.long(), src)
+
+
 register("scatter_add", "x, idx, src", kind="index", attrs={"axis": 0}, infer=_scatter_add_infer,
-         ref=_scatter_add_ref, flops=lambda i, o, a: i[2].numel,
-         torch=lambda T, x, idx, src, *, axis: T.scatter_add(x, axis, idx.long(), src),
+         ref=_scatter_add_ref, flops=lambda i, o, a: i[2].numel, torch=_scatter_add_torch,
          doc="copy of x with src[p] added at position p with its axis coordinate replaced by idx[p] "
              "(torch.scatter_add)")
 
@@ -158,21 +191,21 @@ def _segment_counts(ids, n, ndim):
     return np.bincount(ids, minlength=n).reshape((n,) + (1,) * (ndim - 1))
 
 
-def _segment_sum_ref(data, segment_ids, num_segments):
-    _check_range("segment", segment_ids, num_segments)
+def _segment_sum_ref(data, segment_ids, num_segments, op="segment_sum"):
+    _check_range(op, segment_ids, num_segments)
     out = np.zeros((num_segments,) + data.shape[1:], dtype=data.dtype)
     np.add.at(out, segment_ids, data)
     return out
 
 
 def _segment_mean_ref(data, segment_ids, num_segments):
-    total = _segment_sum_ref(data, segment_ids, num_segments)
+    total = _segment_sum_ref(data, segment_ids, num_segments, "segment_mean")
     counts = _segment_counts(segment_ids, num_segments, data.ndim)
     return (total / np.maximum(counts, 1)).astype(data.dtype, copy=False)  # an empty segment: 0 / 1
 
 
 def _segment_max_ref(data, segment_ids, num_segments):
-    _check_range("segment", segment_ids, num_segments)
+    _check_range("segment_max", segment_ids, num_segments)
     lowest = -np.inf if np.issubdtype(data.dtype, np.floating) else np.iinfo(data.dtype).min
     out = np.full((num_segments,) + data.shape[1:], lowest, dtype=data.dtype)
     np.maximum.at(out, segment_ids, data)
@@ -180,17 +213,20 @@ def _segment_max_ref(data, segment_ids, num_segments):
     return np.where(counts > 0, out, 0).astype(data.dtype, copy=False)
 
 
-def _segment_sum_torch(T, data, ids, *, num_segments):
+def _segment_sum_torch(T, data, ids, *, num_segments, op="segment_sum"):
+    check_index_range(op, ids, num_segments)
     return data.new_zeros((num_segments,) + tuple(data.shape[1:])).index_add(0, ids.long(), data)
 
 
 def _segment_mean_torch(T, data, ids, *, num_segments):
+    check_index_range("segment_mean", ids, num_segments)
     counts = T.bincount(ids.long(), minlength=num_segments).clamp(min=1)
     counts = counts.reshape((num_segments,) + (1,) * (data.ndim - 1)).to(data.dtype)
-    return _segment_sum_torch(T, data, ids, num_segments=num_segments) / counts
+    return _segment_sum_torch(T, data, ids, num_segments=num_segments, op="segment_mean") / counts
 
 
 def _segment_max_torch(T, data, ids, *, num_segments):
+    check_index_range("segment_max", ids, num_segments)
     index = ids.long().reshape((-1,) + (1,) * (data.ndim - 1)).expand_as(data)
     # include_self=False: a segment's result is the max of its rows only; an empty one keeps the zero
     out = data.new_zeros((num_segments,) + tuple(data.shape[1:]))

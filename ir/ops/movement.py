@@ -166,12 +166,20 @@ def _fmt(v):
     return fmt_dim(dim(v))
 
 
-def _slice_ref(x, slices):
-    # symbolic bounds are only known now: a slice past the end must not silently shorten
+def slice_range_error(in_shape, slices) -> str | None:
+    """The error for slice bounds outside the run-time sizes, else None: symbolic bounds (and dims bound to 0)
+    are only known at run time, and a slice past the end must not silently shorten."""
     for axis, (a, b, c) in enumerate(slices):
-        if not 0 <= int(a) <= int(b) <= x.shape[axis]:
-            from ...errors import PnetError
-            raise PnetError(f"slice {int(a)}:{int(b)} out of range for axis {axis} of size {x.shape[axis]}")
+        if not 0 <= int(a) <= int(b) <= in_shape[axis]:
+            return f"slice {int(a)}:{int(b)} out of range for axis {axis} of size {in_shape[axis]}"
+    return None
+
+
+def _slice_ref(x, slices):
+    msg = slice_range_error(x.shape, slices)
+    if msg:
+        from ...errors import PnetError
+        raise PnetError(msg)
     idx = tuple(slice(int(a), int(b), int(c)) for a, b, c in slices)
     return x[idx]
 
@@ -196,7 +204,20 @@ def _pad_infer(types, attrs):
     return t.with_shape(shape)
 
 
+def pad_range_error(in_shape, pads, mode) -> str | None:
+    """reflect / replicate / circular padding copies elements of the axis: none to copy on an axis bound to 0."""
+    lead = len(in_shape) - len(pads)
+    for i, (a, b) in enumerate(pads):
+        if mode != "constant" and (a or b) and in_shape[lead + i] == 0:
+            return f"pad: mode '{mode}' has no element to copy on axis {lead + i} of size 0"
+    return None
+
+
 def _pad_ref(x, pads, value, mode):
+    msg = pad_range_error(x.shape, pads, mode)
+    if msg:
+        from ...errors import PnetError
+        raise PnetError(msg)
     full = [(0, 0)] * (x.ndim - len(pads)) + [tuple(p) for p in pads]
     if mode == "constant":
         return np.pad(x, full, mode="constant", constant_values=value)

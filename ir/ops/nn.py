@@ -42,9 +42,10 @@ def _softmax_infer(op):
 
 
 def _shifted(x, axis):
-    """x minus its max along axis (so exp never overflows); an all -inf row is shifted by 0."""
-    m = np.max(x, axis=axis, keepdims=True)
-    return x - np.where(np.isfinite(m), m, 0)
+    """x minus its max along axis (so exp never overflows); an all -inf row is shifted by 0 (and is NaN after
+    0 / 0). A row holding +inf or NaN is NaN throughout (inf - inf), as torch and the Triton kernels give."""
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)  # initial: an empty row (an empty result) is no error
+    return x - np.where(m == -np.inf, 0, m)
 
 
 def _softmax_ref(x, axis):
