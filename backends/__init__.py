@@ -20,7 +20,7 @@ def run(backend: str, graph, inputs: dict, params: dict, *, seed: int = 0, float
     from .torch_backend import to_module
     module = to_module(graph, "f64" if float64 else dtype, params=params)
     with torch.no_grad():
-        out = module(**inputs)
+        out = module.run_named(inputs)
     return {k: (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy() for k, v in out.items()}
 
 

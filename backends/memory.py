@@ -119,8 +119,12 @@ def _check_leaves(graph, inputs, bindings, float64, limit, params=True) -> int:
     return total
 
 
-def run_bytes(graph: Graph, bindings: dict, float64: bool = False) -> int:
-    """What check_run counts in all: every input, parameter and intermediate value."""
-    values = [v for _, v in graph.inputs] + [p.value for p in graph.params]
-    values += [v for n in graph.walk() for v in n.outputs]
-    return sum(tensor_bytes(v.type, bindings, float64) or 0 for v in values)
+def run_bytes(graph: Graph, bindings: dict, float64: bool = False, holds_every_value: bool = True) -> int:
+    """The least limit check_run accepts: every input, parameter and intermediate value together when the
+    backend holds them all; else the larger of the inputs and parameters together and the largest value."""
+    leaves = [v for _, v in graph.inputs] + [p.value for p in graph.params]
+    computed = [v for n in graph.walk() for v in n.outputs]
+    size = lambda v: tensor_bytes(v.type, bindings, float64) or 0  # noqa: E731
+    if holds_every_value:
+        return sum(map(size, leaves + computed))
+    return max([sum(map(size, leaves))] + [size(v) for v in computed])

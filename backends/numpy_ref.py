@@ -3,6 +3,7 @@
 every float tensor in float64 (the tolerance policy compares against that)."""
 from __future__ import annotations
 
+import warnings
 import zlib
 
 import numpy as np
@@ -276,6 +277,14 @@ def _as_dtype(arr, dtype, float64):
 
 
 def evaluate(graph: Graph, env: dict, bindings: dict, float64: bool = False) -> list[np.ndarray]:
+    # NaN and Inf are values the semantics define (docs/language.md), not something to warn about: NumPy's
+    # RuntimeWarnings ("Mean of empty slice", "invalid value") never reach the user
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _evaluate(graph, env, bindings, float64)
+
+
+def _evaluate(graph: Graph, env: dict, bindings: dict, float64: bool) -> list[np.ndarray]:
     env = dict(env)
     for node in graph.nodes:
         args = [env[v] if v is not None else None for v in node.inputs]

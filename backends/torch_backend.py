@@ -520,6 +520,18 @@ class PnetModule(nn.Module):
         _execute(plan, env, self._buffers)
         return _plain_outputs({n: env[i] for n, i in zip(self._output_names, self._program.out_slots)})
 
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._input_names)
+
+    def run_named(self, inputs: dict) -> dict[str, torch.Tensor]:
+        """Call with the inputs by name. Positionally when every input is given, so an input may be named like
+        a parameter of nn.Module.__call__ (`self`); otherwise by keyword, so a missing or unknown name is the
+        usual error."""
+        if set(inputs) == set(self._input_names):
+            return self(*[inputs[n] for n in self._input_names])
+        return self(**inputs)
+
     def outputs_tuple(self, *args, **kwargs) -> tuple:
         """The outputs in the graph's output order (for code that wants `y, h = ...`)."""
         out = self(*args, **kwargs)

@@ -189,8 +189,9 @@ def _conv(nd, transpose=False):
         return text
 
     def template(a, at, raw, node):
-        if not node.inputs[0].type.shape[1].is_Integer:
-            return None  # input channels a symbolic dim, maybe bound to 0: the registry lowering handles that
+        if not all(d.is_Integer for d in node.inputs[0].type.shape[1:]):
+            return None  # channels or a spatial size a symbolic dim, maybe bound to 0: the registry lowering
+            #              handles that
         return text.format(*a, **at)
     return template
 

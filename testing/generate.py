@@ -44,6 +44,8 @@ HOSTILE_SYMBOLS = ("F", "torch", "lambda", "d_B")
 # model names the generated torch class, docstrings and comments carry (none a HOSTILE_SYMBOLS dim: a model's name
 # is visible in its body, so it would hide the dim)
 MODEL_NAMES = ("fuzz", "self", "nn", "math")
+# input names that are Python's or the generated module's own names (a call by keyword cannot pass `self`)
+HOSTILE_INPUTS = ("self", "np", "math", "forward", "module")
 # file names the program is compiled under (what loc() records and the generated sources put in comments):
 # newlines, quotes, `#`, backslashes and Unicode line breaks must stay inside comments (issue 17)
 FILE_PATHS = ("<fuzz>", 'm\nimport os; os.system("exit 7")\n#"""\'x.pnet', "a\\b\r\x0b\x0c\x85\u2028\u2029#é.pnet")
@@ -375,7 +377,11 @@ class Gen:
         t = TensorType(dtype, shape)
         if self.numel(t) > MAX_NUMEL or not all(renderable(d) for d in t.shape):
             return None
-        v = Var(self.fresh("x"), t, True, 4.0 if is_float(dtype) else 8.0)
+        name = self.fresh("x")
+        hostile = [n for n in HOSTILE_INPUTS if not any(line.startswith(f"input {n}:") for line in self.inputs)]
+        if hostile and self.ch.flag(0.1):
+            name = self.ch.choice(hostile)
+        v = Var(name, t, True, 4.0 if is_float(dtype) else 8.0)
         self.inputs.append(f"input {v.name}: {type_src(t)}")
         return v
 
@@ -936,7 +942,8 @@ class Gen:
         if act and last.float and last.type.dtype in ("f32", "f64"):
             ret = f"act({ret})"
         rt = ""
-        if not _free(list(last.type.shape)) - scope and not ellipsis and self.ch.flag(0.6):
+        if (not _free(list(last.type.shape)) - scope and not ellipsis and all(renderable(d) for d in last.type.shape)
+                and self.ch.flag(0.6)):
             rt = f" -> {last.type.dtype + shape_src(last.type.shape) if self.ch.flag(0.3) else shape_src(last.type.shape)}"
         lines = [f"def {fname}({', '.join(params)}){rt} {{"] + body.lines + [f"  return {ret}", "}"]
         self.defs.append("\n".join(lines))

@@ -68,6 +68,12 @@ def windows(xp: np.ndarray, kernel, stride, dilation) -> np.ndarray:
     """A view [N, C, *out, *kernel] of a padded input: window o, tap t reads xp[o*stride + t*dilation]."""
     nd = len(kernel)
     extent = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    out = [(n - e) // s + 1 for n, e, s in zip(xp.shape[2:], extent, stride)]
+    if min(out) <= 0:   # a zero-size spatial dim bound at run time: no window fits
+        if min(out) < 0:
+            raise ShapeError(f"input of spatial shape {list(xp.shape[2:])} (padded) is too small for the "
+                             f"kernel {list(kernel)} (dilation {list(dilation)})")
+        return np.zeros(xp.shape[:2] + tuple(out) + tuple(kernel), xp.dtype)
     view = sliding_window_view(xp, extent, axis=tuple(range(2, 2 + nd)))
     # every window start is a candidate; keep every stride-th one, and every dilation-th tap inside it
     pick = ((slice(None),) * 2 + tuple(slice(None, None, s) for s in stride)
@@ -197,6 +203,10 @@ def _conv_torch(nd):
             #                  one zero channel per group gives the same (empty) sum with the right shape
             x = x.new_zeros(x.shape[:1] + (groups,) + x.shape[2:])
             w = w.new_zeros(w.shape[:1] + (1,) + w.shape[2:])
+        out = [(n + 2 * p - d * (k - 1) - 1) // s + 1
+               for n, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation)]
+        if min(out) == 0:   # a spatial dim bound to 0 that no window fits: torch refuses, the result is empty
+            return x.new_zeros((x.shape[0], w.shape[0], *out))
         return fn(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
     return lower
 
