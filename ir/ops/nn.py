@@ -167,7 +167,8 @@ def _groupnorm_infer(types, attrs):
 
 
 def _groupnorm_ref(x, w, b, groups, eps):
-    xg = x.reshape(x.shape[0], groups, -1)  # each group: C/groups channels times all spatial positions
+    # each group: C/groups channels times all spatial positions (no -1: it cannot be inferred when N is 0)
+    xg = x.reshape(x.shape[0], groups, int(np.prod(x.shape[1:])) // groups)
     mean = xg.mean(axis=2, keepdims=True)
     var = ((xg - mean) ** 2).mean(axis=2, keepdims=True)
     y = ((xg - mean) / np.sqrt(var + eps)).reshape(x.shape)
