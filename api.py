@@ -63,7 +63,7 @@ class Model:
 
     def quantize(self, scheme: str | None = "w8a8", params: dict | None = None, calib: dict | None = None,
                  *, seed: int = 0, **options) -> tuple["Model", dict]:
-        """(quantized model, its params): passes/quantize.py over the whole model (scheme=None: only the
+        """(quantized model, its params): passes/quantize/ over the whole model (scheme=None: only the
         @quantize-annotated layers). Options: group_size, act, observer, percentile, fake."""
         from .passes.quantize import quantize
         params = params if params is not None else self.params(seed)

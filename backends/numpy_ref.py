@@ -11,8 +11,8 @@ import sympy
 
 from ..errors import PnetError, ShapeError
 from ..ir import registry
-from ..ir.graph import Graph, Param
-from ..ir.types import DTYPES, concrete, is_float, round_to_bf16, sym
+from ..ir.graph import Graph, Param, fans
+from ..ir.types import DTYPES, concrete, concretize, is_float, round_to_bf16, sym
 
 DEFAULT_DIM = 4
 DEFAULT_DIMS = {"B": 2}
@@ -114,32 +114,7 @@ def symbols(graph: Graph) -> list[str]:
     return names
 
 
-def concretize(v, bindings):
-    """Replace sympy dims inside attribute values with ints."""
-    if isinstance(v, sympy.Basic):
-        return concrete(v, bindings)
-    if isinstance(v, dict):
-        return {k: concretize(x, bindings) for k, x in v.items()}
-    if isinstance(v, list):
-        return [concretize(x, bindings) for x in v]
-    if isinstance(v, tuple):
-        return tuple(concretize(x, bindings) for x in v)
-    return v
-
-
 # ---- parameters ----------------------------------------------------------------------------------
-def fans(shape) -> tuple[int, int]:
-    """fan_in, fan_out: [in, out] for dense weights (x @ w); torch's rule for conv [out, in, k...]."""
-    if len(shape) == 0:
-        return 1, 1
-    if len(shape) == 1:
-        return shape[0], shape[0]
-    if len(shape) == 2:
-        return shape[0], shape[1]
-    k = int(np.prod(shape[2:]))
-    return shape[1] * k, shape[0] * k
-
-
 _CHUNK = 1 << 20  # values drawn (in float64) at a time, written straight into the tensor's own dtype
 
 

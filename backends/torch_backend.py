@@ -24,8 +24,8 @@ from torch import nn
 from ..errors import PnetError, ShapeError, UsageError
 from ..ir import registry
 from ..ir.graph import Graph
-from ..ir.types import is_float
-from . import numpy_ref
+from ..ir.types import is_float, map_leaves
+from .numpy_ref import DEFAULT_DIM, DEFAULT_DIMS, check_shapes, init_params, input_shape_error, symbols
 from .pysrc import dim_var
 
 TORCH_DTYPES = {"f64": torch.float64, "f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
@@ -150,15 +150,7 @@ def _prepare(v):
 
 
 def _resolve(v, bindings: dict):
-    if isinstance(v, _Dim):
-        return v(bindings)
-    if isinstance(v, dict):
-        return {k: _resolve(x, bindings) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_resolve(x, bindings) for x in v]
-    if isinstance(v, tuple):
-        return tuple(_resolve(x, bindings) for x in v)
-    return v
+    return map_leaves(v, lambda x: x(bindings) if isinstance(x, _Dim) else x)
 
 
 def _is_static(v) -> bool:
@@ -398,13 +390,13 @@ class PnetModule(nn.Module):
         self._input_names = [n for n, _ in graph.inputs]
         self._output_names = [n for n, _ in graph.outputs]
         self._input_dtypes = [compute_dtype(v.type.dtype, dtype) for _, v in graph.inputs]
-        self._symbols = numpy_ref.symbols(graph)
+        self._symbols = symbols(graph)
         self._input_shapes = [_prepare(tuple(v.type.shape)) for _, v in graph.inputs]
         # where each symbolic dim is read from: (input index, axis, symbol name)
         self._dim_sources = [(i, ax, d.name) for i, (_, v) in enumerate(graph.inputs)
                              for ax, d in enumerate(v.type.shape) if d.is_Symbol]
-        self._defaults = {s: graph.dims.get(s, numpy_ref.DEFAULT_DIMS.get(s, numpy_ref.DEFAULT_DIM)) for s in self._symbols}
-        values = params if params is not None else numpy_ref.init_params(graph, seed)
+        self._defaults = {s: graph.dims.get(s, DEFAULT_DIMS.get(s, DEFAULT_DIM)) for s in self._symbols}
+        values = params if params is not None else init_params(graph, seed)
         frozen = frozen_params(graph)
         self._param_slots = []
         for p in graph.params:
@@ -502,13 +494,13 @@ class PnetModule(nn.Module):
         plan = self._plans.get(key)
         if plan is None:
             bindings = {s: bound.get(s, self._defaults[s]) for s in self._symbols}
-            numpy_ref.check_shapes(self.graph, bindings)  # once per binding: the reference's shape errors
+            check_shapes(self.graph, bindings)  # once per binding: the reference's shape errors
             want = [_resolve(shape, bindings) for shape in self._input_shapes]
             plan = (self._program.instantiate(bindings, device), want)
             self._plans[key] = plan
         for name, t, w in zip(self._input_names, inputs, plan[1]):
             if tuple(t.shape) != w:
-                raise numpy_ref.input_shape_error(name, dict(self.graph.inputs)[name].type, tuple(t.shape), w)
+                raise input_shape_error(name, dict(self.graph.inputs)[name].type, tuple(t.shape), w)
         return plan[0]
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:

@@ -30,7 +30,7 @@ import sympy
 from ..errors import PnetError
 from ..ir.graph import Graph, Node, Value
 from ..ir.types import dims_equal, is_float
-from . import numpy_ref
+from .numpy_ref import DEFAULT_DIM, DEFAULT_DIMS, symbols
 from .pysrc import comment_text, dim_var, docstring_text, identifier
 from .torch_backend import TORCH_DTYPES, dim_src, frozen_params, lowering
 
@@ -180,20 +180,20 @@ def _embedding(a, at, raw, node):
     return f"F.embedding({a[1]}.long(), {a[0]})" if node.inputs[0].type.rank == 2 else None
 
 
+def _static_shape(text: str):
+    """A template for inputs of fixed shape only: a symbolic dim may be bound to 0 at run time, which torch's
+    conv and pooling kernels refuse; the registry's lowering handles empty inputs."""
+    def template(a, at, raw, node):
+        return text.format(*a, **at) if all(d.is_Integer for d in node.inputs[0].type.shape) else None
+    return template
+
+
 def _conv(nd, transpose=False):
     name = f"conv_transpose{nd}d" if transpose else f"conv{nd}d"
     extra = ", output_padding={output_padding}" if transpose else ""
     text = (f"F.{name}({{0}}, {{1}}, {{2}}, stride={{stride}}, padding={{padding}}{extra}, "
             "dilation={dilation}, groups={groups})")
-    if transpose:
-        return text
-
-    def template(a, at, raw, node):
-        if not all(d.is_Integer for d in node.inputs[0].type.shape[1:]):
-            return None  # channels or a spatial size a symbolic dim, maybe bound to 0: the registry lowering
-            #              handles that
-        return text.format(*a, **at)
-    return template
+    return _static_shape(text)
 
 
 TEMPLATES: dict[str, object] = {
@@ -227,10 +227,10 @@ TEMPLATES: dict[str, object] = {
     "layernorm": lambda a, at, raw, node: f"F.layer_norm({a[0]}, {a[0]}.shape[{raw['axis'][0]}:], {a[1]}, {a[2]}, {at['eps']})",
     "rmsnorm": lambda a, at, raw, node: f"F.rms_norm({a[0]}, {a[0]}.shape[{raw['axis'][0]}:], {a[1]}, {at['eps']})",
     "groupnorm": "torch.group_norm({0}, {groups}, {1}, {2}, {eps})",
-    "max_pool1d": "F.max_pool1d({0}, {kernel}, {stride}, {padding})",
-    "avg_pool1d": "F.avg_pool1d({0}, {kernel}, {stride}, {padding})",
-    "max_pool2d": "F.max_pool2d({0}, {kernel}, {stride}, {padding})",
-    "avg_pool2d": "F.avg_pool2d({0}, {kernel}, {stride}, {padding})",
+    "max_pool1d": _static_shape("F.max_pool1d({0}, {kernel}, {stride}, {padding})"),
+    "avg_pool1d": _static_shape("F.avg_pool1d({0}, {kernel}, {stride}, {padding})"),
+    "max_pool2d": _static_shape("F.max_pool2d({0}, {kernel}, {stride}, {padding})"),
+    "avg_pool2d": _static_shape("F.avg_pool2d({0}, {kernel}, {stride}, {padding})"),
     "global_avg_pool": lambda a, at, raw, node: (f"{a[0]}.mean(dim={tuple(range(2, node.inputs[0].type.rank))!r})"
                                                  if node.inputs[0].type.rank > 2 else a[0]),
     "sort": "torch.sort({0}, dim={axis}, descending={descending}, stable=True)",
@@ -472,7 +472,7 @@ class _Generator:
         self.n_scans = 0
         self.uses_F = False
         self.untemplated: set[str] = set()
-        self.symbols = numpy_ref.symbols(graph)
+        self.symbols = symbols(graph)
         self.dim_vars = [dim_var(s) for s in self.symbols]  # the variables holding them (pysrc.dim_var)
         # a value the model outputs is named after its output (first name wins)
         self.preferred = {}
@@ -598,7 +598,7 @@ class _Generator:
         for s in self.symbols:
             src = next((f"{names[v]}.shape[{ax}]" for _, v in g.inputs for ax, d in enumerate(v.type.shape)
                         if d.is_Symbol and d.name == s), None)
-            default = g.dims.get(s, numpy_ref.DEFAULT_DIMS.get(s, numpy_ref.DEFAULT_DIM))
+            default = g.dims.get(s, DEFAULT_DIMS.get(s, DEFAULT_DIM))
             dims.append(f"{dim_var(s)} = {src}" if src else f"{dim_var(s)} = {default}  # not fixed by an input shape: pnet's default")
         device = f"{inputs[0]}.device" if inputs else (
             "next(self.parameters()).device" if g.params else "torch.device('cpu')")

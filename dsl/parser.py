@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..errors import Loc, PnetError, read_source, source_line, source_lines, strip_bom
+from ..ir.types import unescape
 from . import ast as A
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
@@ -160,15 +160,6 @@ def parse_file(path: str | Path) -> A.Module:
     except (OSError, UnicodeDecodeError) as e:
         raise PnetError(f"cannot read {path}: {e}") from None
     return parse(text, str(path))
-
-
-def unescape(body: str) -> str:
-    """A string literal's body with its backslash escapes resolved (non-ASCII text kept as is)."""
-    if "\\" not in body:
-        return body
-    with warnings.catch_warnings():  # an unknown escape ("\\e") stays as written, like Python's own strings
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return body.encode("latin-1", "backslashreplace").decode("unicode_escape")
 
 
 def _no_duplicate_defs(module: A.Module) -> None:

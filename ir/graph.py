@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 import itertools
 from typing import Any
 
+import numpy as np
+
 from ..errors import Loc
 from .types import TensorType, source_literal
 
@@ -70,6 +72,18 @@ class Init:
     def __str__(self) -> str:
         parts = [source_literal(a) for a in self.args] + [f"{k}={source_literal(v)}" for k, v in self.kwargs]
         return f"{self.fn}({', '.join(parts)})"
+
+
+def fans(shape) -> tuple[int, int]:
+    """fan_in, fan_out: [in, out] for dense weights (x @ w); torch's rule for conv [out, in, k...]."""
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    k = int(np.prod(shape[2:]))
+    return shape[1] * k, shape[0] * k
 
 
 @dataclass(eq=False)

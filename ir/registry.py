@@ -1,5 +1,7 @@
 """The op registry: one entry per op holds its signature, type rule, NumPy reference, FLOP count
-and torch lowering. Adding an op means adding one `register(...)` call in `ir/ops/`.
+and torch lowering. Adding an op means adding one `register(...)` call in `ir/ops/`. The registry knows
+no op module: `ir/ops/__init__.py` imports them (and `ir/__init__.py` imports `ir.ops`), so importing
+anything under `pnet.ir` fills it.
 
 Signature strings list the tensor inputs: `"x, w, b?"` (b optional) or `"*xs"` (variadic).
 Attributes are compile-time values (ints, floats, bools, strings, lists) with defaults;
@@ -124,25 +126,10 @@ def register(name: str, sig: str, *, infer, ref, kind="elementwise", attrs=None,
 
 
 def get(name: str) -> OpDef:
-    _load()
     if name not in OPS:
         raise PnetError(f"unknown op '{name}'")
     return OPS[name]
 
 
 def all_ops() -> dict[str, OpDef]:
-    _load()
     return OPS
-
-
-_loaded = False
-
-
-def _load():
-    """Import the op modules once (they register themselves)."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from .ops import elementwise, reduce, linalg, movement, nn, conv, index, attention, control  # noqa: F401
-        from .ops import quant  # noqa: F401  (quantize / dequantize / qmatmul / qconv / sub-byte packing)
-        from .ops import sparse  # noqa: F401  (nm_matmul / bsr_matmul sparse weight layouts, topk_mask)

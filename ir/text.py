@@ -13,7 +13,7 @@ from lark.exceptions import UnexpectedInput, VisitError
 
 from ..errors import Loc, PnetError, escape_text, source_line
 from .graph import Annotation, Graph, Init, Param, Value
-from .types import TensorType, fmt_dim, parse_dim
+from .types import TensorType, fmt_dim, parse_dim, unescape
 
 
 # ---- printing ------------------------------------------------------------------------------------
@@ -121,7 +121,6 @@ def parse_graph(text: str, file: str = "<ir>") -> Graph:
 
 
 def _unquote(s: str) -> str:
-    from ..dsl.parser import unescape
     return unescape(s[1:-1])
 
 

@@ -6,6 +6,7 @@ from functools import reduce
 import operator
 
 import re
+import warnings
 
 import numpy as np
 import sympy
@@ -134,6 +135,15 @@ def source_literal(v) -> str:
     return str(v)
 
 
+def unescape(body: str) -> str:
+    """A string literal's body with its backslash escapes resolved (non-ASCII text kept as is)."""
+    if "\\" not in body:
+        return body
+    with warnings.catch_warnings():  # an unknown escape ("\\e") stays as written, like Python's own strings
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return body.encode("latin-1", "backslashreplace").decode("unicode_escape")
+
+
 def numel(shape) -> Dim:
     return reduce(operator.mul, shape, sympy.Integer(1))
 
@@ -211,3 +221,19 @@ def concrete(d: Dim, bindings: dict | None = None) -> int:
     if not d.is_Integer:
         raise ShapeError(f"dimension {fmt_dim(d)} is not bound to a number")
     return int(d)
+
+
+def map_leaves(v, fn):
+    """`fn` applied to every leaf of an attribute value (nested dicts, lists and tuples keep their shape)."""
+    if isinstance(v, dict):
+        return {k: map_leaves(x, fn) for k, x in v.items()}
+    if isinstance(v, list):
+        return [map_leaves(x, fn) for x in v]
+    if isinstance(v, tuple):
+        return tuple(map_leaves(x, fn) for x in v)
+    return fn(v)
+
+
+def concretize(v, bindings):
+    """Replace sympy dims inside attribute values with ints."""
+    return map_leaves(v, lambda x: concrete(x, bindings) if isinstance(x, sympy.Basic) else x)

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..ir import registry
 from ..ir.graph import Graph, Node, Uses, clone
-from ..ir.types import numel
+from ..ir.types import DTYPES, concretize, numel
 
 FOLD_MAX_ELEMENTS = 64  # fold only small constants: big ones would bloat the IR text and the plan
 FOLD_MAX_INPUT_ELEMENTS = 1 << 16  # and read only small ones: sum(zeros([1e5, 1e5, 1e5])) stays a run-time op
@@ -79,8 +79,6 @@ def fold(graph: Graph) -> Graph:
 
 
 def _fold(g: Graph):
-    from ..backends.numpy_ref import concretize
-    from ..ir.types import DTYPES
     consts: dict = {}
     for n in g.nodes:
         if n.body is not None:
@@ -121,8 +119,6 @@ def _small_const(node) -> bool:
 def _fold_fill(n: Node, consts: dict) -> bool:
     """An elementwise op of fills (consts with one scalar value: zeros, ones, full) is a fill of the result:
     computed on the scalars, whatever the shape, so `ones([30000, 30000]) * 2` folds without an array."""
-    from ..backends.numpy_ref import concretize
-    from ..ir.types import DTYPES
     fills = [consts[v].attrs for v in n.inputs if v is not None]
     if registry.get(n.op).kind != "elementwise" or not fills or any(isinstance(a["value"], (list, tuple)) for a in fills):
         return False
@@ -142,7 +138,6 @@ def _fold_fill(n: Node, consts: dict) -> bool:
 
 
 def _const_array(node):
-    from ..backends.numpy_ref import concretize
     a = node.attrs
     if not all(getattr(d, "is_Integer", True) for d in a["shape"]):
         return None

@@ -38,7 +38,7 @@ import sympy
 from ..ir import registry
 from ..ir.analysis import table_lookup
 from ..ir.graph import Graph, Node, Uses, Value, clone
-from ..ir.types import dims_equal, is_float, numel
+from ..ir.types import concretize, dims_equal, is_float, numel
 
 
 def decompose(graph: Graph) -> Graph:
@@ -66,7 +66,6 @@ def _sink_index_maps(g: Graph):
             out.append(n)
             continue
         c = src.inputs[1].producer
-        from ..backends.numpy_ref import concretize
         moved = np.asarray(registry.get(n.op).ref(np.asarray(c.attrs["value"], np.int64), **concretize(n.attrs, {})))
         e = _Emitter(n)
         idx = e("const", [], value=moved.tolist(), dtype="i32" if moved.size and moved.max() < 2**31 else "i64",

@@ -349,7 +349,7 @@ class _Planner:
                     self._absorb_prologue(k, n, x)
             return
         if n.op == "nm_matmul" and n.inputs[0].type.rank >= 2 and all(is_float(v.type.dtype) for v in n.inputs[:2]):
-            self.new("matmul", n)  # the N:M tile is decompressed in the kernel (codegen._nm_tile); epilogues fuse
+            self.new("matmul", n)  # the N:M tile is decompressed in the kernel (matmul_codegen._nm_tile); epilogues fuse
             return
         if n.op in REDUCE_OPS and is_float(n.inputs[0].type.dtype) and n.inputs[0].type.rank > 0:
             k = self.new("reduction", n)
@@ -381,7 +381,7 @@ class _Planner:
             self._choose_layout(n.outputs[0])
             return
         if n.op == "bsr_matmul" and all(is_float(v.type.dtype) for v in n.inputs[:2]):
-            self.new("bsr_matmul", n)  # codegen._k_bsr_matmul: only the stored blocks
+            self.new("bsr_matmul", n)  # matmul_codegen._k_bsr_matmul: only the stored blocks
             return
         self.new("fallback", n)
 

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..errors import PnetError
 from ..ir.graph import Graph
-from ..passes.equivariant import Action, Group, act, model_actions, param_counts, resolve
+from ..passes.equivariant import model_actions, param_counts
+from ..passes.symmetry import Action, Group, act, resolve
 
 
 def _factor_actions(graph: Graph, arrays: dict[str, np.ndarray], declared: dict) -> dict:
@@ -77,7 +78,7 @@ def describe(graph: Graph) -> list[str]:
     lines = []
     for name, facts in model_actions(graph).items():
         for key, (group, terms) in facts.items():
-            from ..passes.equivariant import _fmt_terms
+            from ..passes.symmetry import _fmt_terms
             default = f"{group.kind}{group.n}" if group.kind in "CD" else group.kind
             label = f"{group} ({key})" if key != default else f"{group}"
             lines.append(f"{label} on {name}: {_fmt_terms(terms)}")

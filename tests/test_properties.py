@@ -121,7 +121,8 @@ def test_every_op_can_be_generated():
             return any(n.op == op for n in graph.walk())
         if try_generate_op(op, seeds=range(60), accept=has_op) is None:
             missing.append(op)
-    assert not missing, (f"no way to generate {missing}: give each a sampler in pnet/testing/generate.py TABLE "
+    assert not missing, (f"no way to generate {missing}: give each a sampler in its family's SPECS "
+                         "(pnet/testing/generate/samplers/, assembled into TABLE) "
                          "(or make the generic sampler of its kind able to)")
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import numpy_ref
+from ..numpy_ref import check_inputs, check_shapes
 from ...ir.graph import Graph
 from ...ir.text import print_graph
 
@@ -22,20 +22,20 @@ class Compiled:
     key: str
 
     def module(self):
-        from . import runtime
-        return runtime.load(self.key, self.source)
+        from .runtime import load
+        return load(self.key, self.source)
 
     def run(self, inputs: dict, params: dict, device: str | None = None) -> dict:
         """Run on numpy arrays (or torch tensors); returns numpy arrays by output name."""
         import torch
 
-        from . import runtime
-        mode = runtime.ensure_mode()
+        from .device import ensure_mode
+        mode = ensure_mode()
         dev = device or ("cuda" if mode == "gpu" else "cpu")
         mod = self.module()
         # the reference's checks and messages (shapes only: a tensor may live on the GPU)
         shapes = {k: np.broadcast_to(False, tuple(np.shape(v))) for k, v in inputs.items()}
-        numpy_ref.check_shapes(self.graph, numpy_ref.check_inputs(self.graph, shapes))
+        check_shapes(self.graph, check_inputs(self.graph, shapes))
         # np.asarray(order="C"), not np.ascontiguousarray: that one turns a 0-d array into shape (1,)
         t_in = {k: torch.as_tensor(np.asarray(v, order="C")).to(dev) for k, v in inputs.items()}
         t_par = {k: torch.as_tensor(np.asarray(v, order="C")).to(dev) for k, v in params.items()}

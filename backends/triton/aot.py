@@ -179,7 +179,7 @@ def capture(compiled, inputs: dict, params: dict, candidates: bool = True) -> li
         for r in recorders:
             setattr(module, r.name, r)
         module._rt = _CaptureRuntime(saved_rt, recorders, candidates)
-        os.environ["TRITON_INTERPRET"] = "0"   # block sizes as a GPU run picks them (runtime.interpreting())
+        os.environ["TRITON_INTERPRET"] = "0"   # block sizes as a GPU run picks them (device.interpreting())
         as_tensor = lambda v: torch.as_tensor(np.asarray(v, order="C"))
         module.forward({k: as_tensor(v) for k, v in inputs.items()}, {k: as_tensor(v) for k, v in params.items()})
     finally:
@@ -201,8 +201,8 @@ def capture(compiled, inputs: dict, params: dict, candidates: bool = True) -> li
 def build(compiled, launches: list[Launch], arch: int, out_dir: Path | None = None, jobs: int | None = None) -> list[Build]:
     """Compile each launch for sm_`arch` in `jobs` worker processes; write the launched configs' PTX and
     cubin under `out_dir` when given."""
-    from . import runtime
-    module_path = runtime.store(compiled.key, compiled.source)
+    from .runtime import store
+    module_path = store(compiled.key, compiled.source)
     distinct = {}   # a repeated layer's kernels compile once (their PTX is written under each name)
     for x in launches:
         distinct.setdefault(x.program(), []).append(x)

@@ -16,6 +16,8 @@ import tempfile
 import threading
 from typing import Callable
 
+from .device import cache_dir, dot_block, interpreting, next_pow2
+
 _memory: dict[str, dict] = {}
 _lock = threading.Lock()
 
@@ -28,7 +30,6 @@ def gemm_configs(m: int, n: int, k: int, min_bk: int = 16, computed: bool = Fals
     `computed`: an operand tile is computed in the loop (dequantized, masked): each tile shape is offered
     single-staged too, since the software pipeliner keeps such a tile's loads in registers across stages
     (`pnet compile --target sm_90`: the cnn w8 conv needs 255 registers and spills at 2 stages, 118 at 1)."""
-    from .runtime import dot_block, next_pow2
     fixed = {"BM": dot_block(m), "BN": dot_block(n), "BK": max(min_bk, dot_block(k, 32)), "num_warps": 4, "num_stages": 2}
     space = [(128, 128, 32, 8, 3), (128, 64, 32, 4, 4), (64, 128, 32, 4, 4), (64, 64, 32, 4, 4),
              (128, 256, 64, 8, 3), (64, 32, 32, 2, 5), (32, 64, 32, 2, 5), (32, 32, 64, 2, 4)]
@@ -53,7 +54,6 @@ def attention_configs(tq: int, tk: int, d: int) -> list[dict]:
     """Candidate (query block, key block, warps, stages) for the flash-attention template: the first is the
     interpreter's fixed 16 x 16; then the usual GPU tiles (the Triton fused-attention tutorial's), smaller key
     blocks for wide heads so the q, k, v tiles and the f32 accumulator fit the register file."""
-    from .runtime import next_pow2
     fixed = {"BM": 16, "BN": 16, "num_warps": 4, "num_stages": 2}
     space = [(128, 64, 8, 3), (128, 32, 4, 3), (64, 64, 4, 3), (64, 32, 4, 4), (128, 128, 8, 2), (32, 32, 2, 4)]
     return _distinct([fixed] + [{"BM": max(16, min(bm, next_pow2(tq))), "BN": max(16, min(bn, next_pow2(tk))),
@@ -67,7 +67,6 @@ def _device() -> str:
 
 
 def _path():
-    from .runtime import cache_dir
     return cache_dir() / "tune.json"
 
 
@@ -99,7 +98,6 @@ def tuned(kernel: str, size: tuple, candidates: list[dict], launch: Callable[[di
           bench: Callable | None = None) -> dict:
     """The config to launch `kernel` with for this problem size (see the module doc). `launch(cfg)` runs the
     kernel once with a config; it must be safe to repeat (kernels overwrite their outputs)."""
-    from .runtime import interpreting
     if interpreting() or len(candidates) == 1:
         return candidates[0]
     key = f"{kernel}|{'x'.join(str(int(s)) for s in size)}|{_device()}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from ...passes.fuse import CONV_OPS
 from ...ir.types import is_float
+from .source_text import dim_code
 
 
 def _decode(var: str, sizes: list[str], body: list[str], indent="    ") -> str:
@@ -30,7 +31,6 @@ def _decode(var: str, sizes: list[str], body: list[str], indent="    ") -> str:
 
 class ConvKernels:
     def _k_conv(self, k, names, lines, plan):
-        from .codegen import dim_code
         cv, epi = k.nodes[0], k.nodes[1:]
         transposed = cv.op.startswith("conv_transpose")
         integer = cv.op.startswith("qconv")  # int8 operands, exact int32 accumulation

@@ -23,16 +23,7 @@
 from __future__ import annotations
 
 from ...ir.types import is_float
-
-
-def _dim_code(d):
-    from .codegen import dim_code
-    return dim_code(d)
-
-
-def lit(v):
-    from .codegen import lit as _lit
-    return _lit(v)
+from .source_text import dim_code, lit
 
 
 def _coords(body, rank, size="size", var="c", src="rem"):
@@ -163,7 +154,7 @@ class IndexKernels:
             o, acc = names[out_v], f"acc{self._next()}"
         else:
             o = acc = names[out_v] = f"v{self._next()}"
-        shape = ", ".join(_dim_code(d) for d in out_t.shape) + ("," if rank == 1 else "")
+        shape = ", ".join(dim_code(d) for d in out_t.shape) + ("," if rank == 1 else "")
         acc_dtype = "torch.float32" if wide else f"_rt.torch_dtype({dt!r})"
         if op == "segment_max":
             lowest = 'float("-inf")' if is_float(dt) else f"torch.iinfo({acc_dtype}).min"
@@ -175,7 +166,7 @@ class IndexKernels:
             lines.append(f"    {acc} = torch.zeros(({shape}), dtype={acc_dtype}, device=dev)")
         cnt = f"cnt{self._next()}"
         if counts:
-            lines.append(f"    {cnt} = torch.zeros(({_dim_code(out_t.shape[0])},), dtype=torch.int32, device=dev)")
+            lines.append(f"    {cnt} = torch.zeros(({dim_code(out_t.shape[0])},), dtype=torch.int32, device=dev)")
         else:
             cnt = acc
         sv, iv = names[src], names[idx]
@@ -309,10 +300,10 @@ def sort_rows_torch(op: str, x, attrs: dict):
     """A sort/topk row too long for one block: sorted by torch (stable), reported once per op."""
     import sys
 
-    from . import runtime
+    from .runtime import fallback
     if op not in _oversize_reported:
         _oversize_reported.add(op)
         print(f"pnet: {op} rows of {x.shape[attrs['axis']]} elements exceed one Triton block ({SORT_MAX_BLOCK}); "
               "sorting them through torch", file=sys.stderr)
-    values, idx = runtime.fallback(op, [x], attrs)
+    values, idx = fallback(op, [x], attrs)
     return values.contiguous(), idx.contiguous()

@@ -1,5 +1,6 @@
-"""What generated Triton modules need at run time: the interpreter switch, the on-disk cache,
-launch configs, and the torch fallback for ops that have no kernel yet (always reported)."""
+"""What generated Triton modules need at run time, as one namespace (the launcher imports this module as `_rt`):
+the checksummed on-disk cache entries, launch configs (block sizes from device.py, tuned tiles from
+autotune.py), index-range checks, and the torch fallback for ops that have no kernel yet (always reported)."""
 from __future__ import annotations
 
 import hashlib
@@ -12,48 +13,9 @@ import types
 from pathlib import Path
 
 from ...errors import PnetError, UsageError
-
-_notice_shown = False
-
-
-def has_gpu() -> bool:
-    try:
-        import torch
-        return torch.cuda.is_available()
-    except ImportError:  # pragma: no cover
-        return False
-
-
-def ensure_mode(quiet: bool = False) -> str:
-    """'gpu', or 'interpreter' (TRITON_INTERPRET=1 set before any kernel is decorated)."""
-    global _notice_shown
-    if os.environ.get("TRITON_INTERPRET") == "1" or not has_gpu():
-        if os.environ.get("TRITON_INTERPRET") != "1":
-            os.environ["TRITON_INTERPRET"] = "1"
-            if not quiet and not _notice_shown:
-                print("pnet: no GPU found; running Triton kernels under the interpreter (TRITON_INTERPRET=1)", file=sys.stderr)
-                _notice_shown = True
-        return "interpreter"
-    return "gpu"
-
-
-def interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
-def cache_dir() -> Path:
-    """$PNET_CACHE/triton (default ~/.cache/pnet/triton), made if missing; a UsageError naming the variable
-    when it cannot be a directory (PNET_CACHE pointing at a file)."""
-    root = os.environ.get("PNET_CACHE")
-    d = Path(root or Path.home() / ".cache" / "pnet") / "triton"
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        what = f"PNET_CACHE={root}" if root else "the default cache directory"
-        raise UsageError(f"{what}: cannot make the Triton cache directory {d} ({e.strerror or e}); "
-                         "set PNET_CACHE to a writable directory") from None
-    return d
-
+from .autotune import attention_configs, gemm_configs, tuned  # noqa: F401 - _rt.*: tiles timed on a GPU
+from .device import cache_dir, ensure_mode
+from .device import dot_block, next_pow2, pointwise_block  # noqa: F401 - _rt.*: the launcher's block sizes
 
 _HEADER = "# pnet-checksum: "
 
@@ -133,16 +95,7 @@ def _import_text(name: str, path: Path, text: str):
     return module
 
 
-# ---- launch configuration ---------------------------------------------------------------------------
-def next_pow2(n: int) -> int:
-    return 1 << max(int(n) - 1, 0).bit_length()
-
-
-def pointwise_block(n: int) -> int:
-    # the interpreter pays per program instance: few, large blocks
-    return min(next_pow2(max(n, 1)), 16384 if interpreting() else 1024)
-
-
+# ---- launch configuration (the generated launcher calls these as _rt.*) -------------------------------
 def inv_sqrt(d: int) -> float:
     """Attention's default scale 1/sqrt(d); inf for a head dim bound to 0, as NumPy's 1 / np.sqrt(0)."""
     return 1.0 / math.sqrt(d) if d else math.inf
@@ -151,15 +104,6 @@ def inv_sqrt(d: int) -> float:
 def cdiv(a: int, b: int) -> int:
     return (a + b - 1) // b
 
-
-def dot_block(n: int, cap: int = 64) -> int:
-    """A tl.dot tile side (>= 16). The interpreter pays per program, so it gets larger tiles."""
-    if interpreting():
-        cap = max(cap, 128)
-    return max(16, min(next_pow2(max(n, 1)), cap))
-
-
-from .autotune import attention_configs, gemm_configs, tuned  # noqa: E402,F401 - launch configs chosen by timing on a GPU
 
 # ---- index checks -----------------------------------------------------------------------------------
 _NO_BAD_INDEX = 1 << 62

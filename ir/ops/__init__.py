@@ -1,1 +1,7 @@
-"""Op definitions, one module per op family; importing a module registers its ops."""
+"""Op definitions, one module per op family; importing a module registers its ops.
+
+Importing this package imports every op family (in this order, which is the registry's order), so the
+registry is complete once `pnet.ir` is imported (`ir/__init__.py` imports this package)."""
+from . import elementwise, reduce, linalg, movement, nn, conv, index, attention, control  # noqa: F401
+from . import quant  # noqa: F401  (quantize / dequantize / qmatmul / qconv / sub-byte packing)
+from . import sparse  # noqa: F401  (nm_matmul / bsr_matmul sparse weight layouts, topk_mask)

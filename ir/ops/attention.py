@@ -67,8 +67,9 @@ def _sdpa_ref(q, k, v, mask, causal, scale):
         allowed = np.tril(allowed)  # key j <= query i
     if mask is not None and mask.dtype == np.bool_:
         allowed = allowed & mask
-    elif mask is not None:
+    elif mask is not None:   # an additive -inf masks the key as a boolean mask does, even against a NaN score
         scores = scores + mask
+        allowed = allowed & (mask != -np.inf)
     scores = np.where(allowed, scores, -np.inf)
     # softmax along the keys; a row with no allowed key (max = -inf) gets all-zero weights, not 0/0 = NaN
     top = scores.max(axis=-1, keepdims=True, initial=-np.inf)  # no keys at all (TK = 0): zeros, as all masked

@@ -1,4 +1,4 @@
-"""Type-rule helpers shared by the op modules."""
+"""Type-rule and reference helpers shared by the op modules."""
 from __future__ import annotations
 
 import numpy as np
@@ -74,3 +74,14 @@ def same_dtype(what, *types):
 
 def as_np_dtype(x, like):
     return np.asarray(x).astype(like.dtype, copy=False)
+
+
+def stable_argsort(x, axis, descending):
+    """Indices that sort `x` along `axis`, ties in index order (the sort / topk references)."""
+    if not descending:
+        return np.argsort(x, axis=axis, kind="stable")
+    # Stable descending order (ties keep ascending index order, like torch's stable sort) without negating,
+    # which would overflow for the lowest integer: sort the reversed array ascending, then reverse back.
+    n = x.shape[axis]
+    idx = np.argsort(np.flip(x, axis), axis=axis, kind="stable")
+    return np.flip(n - 1 - idx, axis)

@@ -60,6 +60,12 @@ def window_sizes(op: str, x: TensorType, kernel, stride, padding, dilation, what
     return out
 
 
+def per_dim(value, nd: int) -> list:
+    """An int-or-list attribute already checked by its type rule, as one entry per spatial dim (plain, so a
+    torch lowering that uses it can be copied into generated source)."""
+    return list(value) if isinstance(value, (list, tuple)) else [value] * nd
+
+
 def pad_spatial(x: np.ndarray, padding, value=0.0) -> np.ndarray:
     return np.pad(x, [(0, 0)] * 2 + [(p, p) for p in padding], constant_values=value)
 
@@ -102,7 +108,7 @@ def _common_attrs(op, nd, attrs):
     attrs["dilation"] = spatial_attr(attrs["dilation"], nd, "dilation", op, minimum=1)
 
 
-def _conv_infer(op, nd):
+def conv_infer(op, nd):
     def infer(types, attrs):
         x, w, b = types
         _check_operands(op, nd, x, w, f"[C_out, C_in/groups, {SPATIAL_NAMES[nd].lower()}]")
@@ -158,7 +164,7 @@ def _conv_transpose_infer(op, nd):
 _OUT, _TAP = "xyz", "uvw"  # einsum letters for output positions and kernel taps
 
 
-def _conv_ref(x, w, b, stride, padding, dilation, groups):
+def conv_ref(x, w, b, stride, padding, dilation, groups):
     n, c = x.shape[:2]
     nd = x.ndim - 2
     win = windows(pad_spatial(x, padding), w.shape[2:], stride, dilation)   # [N, C, *out, *k]
@@ -214,6 +220,12 @@ def _conv_torch(nd):
 def _conv_transpose_torch(nd):
     def lower(T, x, w, b=None, *, stride, padding, output_padding, dilation, groups):
         fn = getattr(T.nn.functional, f"conv_transpose{nd}d")
+        if x.numel() == 0:   # a dim bound to 0: torch's kernels refuse empty batches and sizes
+            out = [max((n - 1) * s - 2 * p + d * (k - 1) + op + 1, 0) for n, k, s, p, d, op in
+                   zip(x.shape[2:], w.shape[2:], *(per_dim(a, nd) for a in
+                                                   (stride, padding, dilation, output_padding)))]
+            y = x.new_zeros((x.shape[0], w.shape[1] * groups, *out))
+            return y if b is None else y + b.reshape(-1, *[1] * nd)
         return fn(x, w, b, stride=stride, padding=padding, output_padding=output_padding,
                   groups=groups, dilation=dilation)
     return lower
@@ -233,7 +245,7 @@ _ATTRS = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}
 
 for _nd in (1, 2, 3):
     register(f"conv{_nd}d", "x, w, b?", kind="contraction", attrs=_ATTRS,
-             infer=_conv_infer(f"conv{_nd}d", _nd), ref=_conv_ref, torch=_conv_torch(_nd), flops=_conv_flops,
+             infer=conv_infer(f"conv{_nd}d", _nd), ref=conv_ref, torch=_conv_torch(_nd), flops=_conv_flops,
              doc=f"cross-correlation of x [N, C_in, {SPATIAL_NAMES[_nd]}] with w [C_out, C_in/groups, *kernel], "
                  "like torch; stride/padding/dilation are an int or one per spatial dim")
 

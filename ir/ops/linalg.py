@@ -16,7 +16,7 @@ def _result(*arrays):
     return result_dtype(*arrays)
 
 
-def _matmul_infer(types, attrs):
+def matmul_infer(types, attrs):
     a, b = types
     if a.rank == 0 or b.rank == 0:
         raise ShapeError(f"matmul needs tensors of rank >= 1, got {a} and {b}")
@@ -37,7 +37,7 @@ def _matmul_flops(i, o, attrs):
     return 2 * o[0].numel * a.shape[-1]
 
 
-register("matmul", "a, b", kind="contraction", infer=_matmul_infer, flops=_matmul_flops,
+register("matmul", "a, b", kind="contraction", infer=matmul_infer, flops=_matmul_flops,
          ref=lambda a, b: np.asarray(np.matmul(a, b)).astype(_result(a, b), copy=False),
          torch=lambda T, a, b: T.matmul(*_common(T, (a, b))))
 

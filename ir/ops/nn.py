@@ -9,7 +9,8 @@ import numpy as np
 from ...errors import ShapeError
 from ..registry import REQUIRED, register
 from ..types import TensorType, dim, dims_equal, fmt_dim, fmt_shape, is_float, normalize_axis, numel
-from .conv import SPATIAL_NAMES, divides, int_attr, pad_spatial, spatial_attr, window_sizes, windows
+from .common import stable_argsort
+from .conv import SPATIAL_NAMES, divides, int_attr, pad_spatial, per_dim, spatial_attr, window_sizes, windows
 
 
 def _float(op, t, what="input"):
@@ -229,6 +230,10 @@ def _avg_pool_ref(x, kernel, stride, padding):
 
 def _pool_torch(kind, nd):
     def lower(T, x, *, kernel, stride, padding):
+        if x.numel() == 0:   # a dim bound to 0: torch's pooling refuses empty sizes; the result is empty
+            k, s, p = (per_dim(a, nd) for a in (kernel, stride if stride is not None else kernel, padding))
+            out = [max((n + 2 * pi - ki) // si + 1, 0) for n, ki, si, pi in zip(x.shape[2:], k, s, p)]
+            return x.new_zeros((*x.shape[:2], *out))
         return getattr(T.nn.functional, f"{kind}_pool{nd}d")(x, kernel, stride, padding)
     return lower
 
@@ -259,18 +264,8 @@ register("global_avg_pool", "x", kind="reduce", infer=_global_pool_infer,
 
 
 # ---- sort / topk ---------------------------------------------------------------------------------------
-def _stable_argsort(x, axis, descending):
-    if not descending:
-        return np.argsort(x, axis=axis, kind="stable")
-    # Stable descending order (ties keep ascending index order, like torch's stable sort) without negating,
-    # which would overflow for the lowest integer: sort the reversed array ascending, then reverse back.
-    n = x.shape[axis]
-    idx = np.argsort(np.flip(x, axis), axis=axis, kind="stable")
-    return np.flip(n - 1 - idx, axis)
-
-
 def _sort_ref(x, axis, descending):
-    idx = _stable_argsort(x, axis, descending)
+    idx = stable_argsort(x, axis, descending)
     return np.take_along_axis(x, idx, axis=axis), idx.astype(np.int64)
 
 

@@ -1,4 +1,4 @@
-"""Quantization ops: the explicit integer forms the quantization pass (passes/quantize.py) introduces.
+"""Quantization ops: the explicit integer forms the quantization pass (passes/quantize/) introduces.
 
 Scales and zero points are tensor *values* (usually parameters), never attributes, so later passes and the
 kernel plan see them. A scale broadcasts against its tensor like numpy (right-aligned), with one extension
@@ -28,8 +28,9 @@ import sympy
 from ...errors import ShapeError
 from ..registry import register
 from ..types import TensorType, dims_equal, fmt_dim, is_float, is_int
-from .conv import SPATIAL_NAMES, _conv_infer, _conv_ref, divides
+from .conv import SPATIAL_NAMES, conv_infer, conv_ref, divides
 from .elementwise import torch_dtype
+from .linalg import matmul_infer
 
 INT8 = ("i8", "u8")
 
@@ -271,8 +272,7 @@ def _qmatmul_infer(types, attrs):
     a, b = types
     if a.dtype not in INT8 or b.dtype not in INT8:
         raise ShapeError(f"qmatmul: expects 8-bit integer operands (i8/u8), got {a} and {b}")
-    from .linalg import _matmul_infer
-    t = _matmul_infer([a.with_dtype("f32"), b.with_dtype("f32")], attrs)
+    t = matmul_infer([a.with_dtype("f32"), b.with_dtype("f32")], attrs)
     return t.with_dtype("i32")
 
 
@@ -290,7 +290,7 @@ register("qmatmul", "a, b", kind="contraction", infer=_qmatmul_infer, ref=_qmatm
 
 
 def _qconv_infer(nd):
-    inner = _conv_infer(f"qconv{nd}d", nd)
+    inner = conv_infer(f"qconv{nd}d", nd)
 
     def infer(types, attrs):
         x, w = types
@@ -302,7 +302,7 @@ def _qconv_infer(nd):
 
 
 def _qconv_np(x, w, *, stride, padding, dilation, groups):
-    out = _conv_ref(x.astype(np.int64), w.astype(np.int64), None, stride, padding, dilation, groups)
+    out = conv_ref(x.astype(np.int64), w.astype(np.int64), None, stride, padding, dilation, groups)
     return out.astype(np.int32)
 
 

@@ -1,0 +1,68 @@
+"""Where kernels run and how big their blocks are: GPU or Triton's interpreter (TRITON_INTERPRET=1), the
+on-disk cache directory, and the block sizes that depend on the mode (the interpreter pays per program
+instance, so it gets few, large blocks). Below both runtime.py and autotune.py; imports neither."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ...errors import UsageError
+
+_notice_shown = False
+
+
+def has_gpu() -> bool:
+    try:
+        import torch
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def ensure_mode(quiet: bool = False) -> str:
+    """'gpu', or 'interpreter' (TRITON_INTERPRET=1 set before any kernel is decorated)."""
+    global _notice_shown
+    if os.environ.get("TRITON_INTERPRET") == "1" or not has_gpu():
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            os.environ["TRITON_INTERPRET"] = "1"
+            if not quiet and not _notice_shown:
+                print("pnet: no GPU found; running Triton kernels under the interpreter (TRITON_INTERPRET=1)", file=sys.stderr)
+                _notice_shown = True
+        return "interpreter"
+    return "gpu"
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def cache_dir() -> Path:
+    """$PNET_CACHE/triton (default ~/.cache/pnet/triton), made if missing; a UsageError naming the variable
+    when it cannot be a directory (PNET_CACHE pointing at a file)."""
+    root = os.environ.get("PNET_CACHE")
+    d = Path(root or Path.home() / ".cache" / "pnet") / "triton"
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        what = f"PNET_CACHE={root}" if root else "the default cache directory"
+        raise UsageError(f"{what}: cannot make the Triton cache directory {d} ({e.strerror or e}); "
+                         "set PNET_CACHE to a writable directory") from None
+    return d
+
+
+# ---- block sizes ------------------------------------------------------------------------------------
+def next_pow2(n: int) -> int:
+    return 1 << max(int(n) - 1, 0).bit_length()
+
+
+def pointwise_block(n: int) -> int:
+    # the interpreter pays per program instance: few, large blocks
+    return min(next_pow2(max(n, 1)), 16384 if interpreting() else 1024)
+
+
+def dot_block(n: int, cap: int = 64) -> int:
+    """A tl.dot tile side (>= 16). The interpreter pays per program, so it gets larger tiles."""
+    if interpreting():
+        cap = max(cap, 128)
+    return max(16, min(next_pow2(max(n, 1)), cap))

@@ -1,0 +1,55 @@
+"""`pnet stdlib [list | path NAME | coverage]`: the standard library's models with their paper and seed reference,
+one model's file, or per paper catalogue how many `stdlib: yes` papers have a model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import UsageError
+from .common import EXIT_OK
+
+
+def add_parser(sub) -> None:
+    sp = sub.add_parser("stdlib", help="list the standard library's models, print one's path, or the catalogue coverage")
+    sp.add_argument("action", nargs="?", default="list", choices=["list", "path", "coverage"])
+    sp.add_argument("name", nargs="?")
+    sp.add_argument("--papers", metavar="DIR", help="catalogue folder for `coverage` (default: ../shared/papers)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=run)
+
+
+def run(args) -> int:
+    from ..dsl import stdlib
+    if args.action == "coverage":
+        return _coverage(args, stdlib)
+    if args.action == "path":
+        if not args.name:
+            raise UsageError("pnet stdlib path NAME: give a model name")
+        print(stdlib.find(args.name).path)
+        return EXIT_OK
+    rows = stdlib.entries()
+    if args.json:
+        print(json.dumps([{"name": e.name, "path": str(e.path), "kind": e.kind, "paper": e.paper, "seed": e.seed} for e in rows], indent=2))
+        return EXIT_OK
+    width = max((len(e.name) for e in rows), default=4)
+    for e in rows:
+        extra = f"  {e.seed:<8}  {e.paper}" if e.paper else ""
+        print(f"{e.name:<{width}}  {e.kind:<9}{extra}")
+    return EXIT_OK
+
+
+def _coverage(args, stdlib) -> int:
+    d = Path(args.papers) if args.papers else stdlib.default_catalogue_dir()
+    if d is None or not d.is_dir():
+        raise UsageError("pnet stdlib coverage: no catalogue folder found; give it with --papers DIR")
+    rows = stdlib.coverage(d)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for r in rows:
+        print(f"{r['catalogue']}: {r['modelled_yes']}/{r['stdlib_yes']} stdlib-yes papers modelled "
+              f"({r['modelled_total']} models, {r['papers']} papers in the catalogue)")
+    total_yes = sum(r["stdlib_yes"] for r in rows)
+    total = sum(r["modelled_yes"] for r in rows)
+    print(f"total: {total}/{total_yes}")
+    return EXIT_OK
