@@ -63,7 +63,7 @@ def check_shapes(graph: Graph, bindings: dict) -> None:
 
 # ops whose type rule, given the bound sizes, refuses what the symbolic one could not decide (topk's k against
 # a dim bound to 0, split sizes against the bound axis): their type rule runs again with concrete shapes
-RETYPED = ("topk", "split")
+RETYPED = ("topk", "topk_mask", "split")
 
 
 def _retype_error(node, bindings: dict) -> str | None:

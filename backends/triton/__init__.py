@@ -20,6 +20,7 @@ class Compiled:
     source: str
     plan: object
     key: str
+    given: Graph | None = None   # the graph as compiled (before composite ops were lowered): checks name its ops
 
     def module(self):
         from .runtime import load
@@ -35,7 +36,8 @@ class Compiled:
         mod = self.module()
         # the reference's checks and messages (shapes only: a tensor may live on the GPU)
         shapes = {k: np.broadcast_to(False, tuple(np.shape(v))) for k, v in inputs.items()}
-        check_shapes(self.graph, check_inputs(self.graph, shapes))
+        checked = self.given or self.graph
+        check_shapes(checked, check_inputs(checked, shapes))
         # np.asarray(order="C"), not np.ascontiguousarray: that one turns a 0-d array into shape (1,)
         t_in = {k: torch.as_tensor(np.asarray(v, order="C")).to(dev) for k, v in inputs.items()}
         t_par = {k: torch.as_tensor(np.asarray(v, order="C")).to(dev) for k, v in params.items()}
@@ -53,5 +55,4 @@ def compile(graph: Graph, fuse: bool = True) -> Compiled:
     from .codegen import generate
     source, plan = generate(graph, fuse)
     key = hashlib.sha256((CODEGEN_VERSION + print_graph(graph) + source).encode()).hexdigest()[:20]
-    graph = plan.graph  # what the kernels compute (composite ops lowered)
-    return Compiled(graph, source, plan, key)
+    return Compiled(plan.graph, source, plan, key, given=graph)   # plan.graph: what the kernels compute
