@@ -195,17 +195,7 @@ class _Printer:
     def if_(self, s, ind, pre, prefix=""):
         self.emit(f"{prefix}{pre}if {expr(s.cond)} {{", s, ind, trailing_line=s.loc.line if s.loc else None)
         self.block(s.then, ind + INDENT, self._then_close(s))
-        if s.other is None:
-            self.close(ind, s)
-        elif len(s.other) == 1 and isinstance(s.other[0], A.If) and not s.other[0].annotations:
-            inner = s.other[0]
-            self.out.append(ind + "} else if " + expr(inner.cond) + " {")
-            self.block(inner.then, ind + INDENT, self._then_close(inner))
-            self._else_tail(inner, ind)
-        else:
-            self.out.append(ind + "} else {")
-            self.block(s.other, ind + INDENT, getattr(s, "_end", None))
-            self.close(ind, s)
+        self._else_tail(s, ind)
 
     @staticmethod
     def _then_close(s) -> int | None:
@@ -218,9 +208,10 @@ class _Printer:
         return s.loc.line + 1
 
     def _else_tail(self, s, ind):
+        """`} else if ... {` chains (an annotated inner `if` keeps its own block, where its annotation prints)."""
         if s.other is None:
             self.close(ind, s)
-        elif len(s.other) == 1 and isinstance(s.other[0], A.If):
+        elif len(s.other) == 1 and isinstance(s.other[0], A.If) and not s.other[0].annotations:
             inner = s.other[0]
             self.out.append(ind + "} else if " + expr(inner.cond) + " {")
             self.block(inner.then, ind + INDENT, self._then_close(inner))
