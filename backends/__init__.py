@@ -9,10 +9,10 @@ BACKENDS = ("numpy", "torch", "triton")
 def run(backend: str, graph, inputs: dict, params: dict, *, seed: int = 0, float64: bool = False,
         dtype: str = "f32") -> dict[str, np.ndarray]:
     """Outputs by name as NumPy arrays. The caller checks `backend` against BACKENDS (to word the error)."""
-    _check_memory(graph, inputs, float64, holds_every_value=backend == "numpy")
-    if backend == "numpy":
+    if backend == "numpy":   # (numpy_ref.run sizes its run itself, counting every value it keeps)
         from . import numpy_ref
         return numpy_ref.run(graph, inputs, params, seed=seed, float64=float64)
+    _check_memory(graph, inputs, float64)
     if backend == "triton":
         from . import triton as triton_backend
         return triton_backend.compile(graph).run(inputs, params)
@@ -24,9 +24,9 @@ def run(backend: str, graph, inputs: dict, params: dict, *, seed: int = 0, float
     return {k: (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy() for k, v in out.items()}
 
 
-def _check_memory(graph, inputs: dict, float64: bool, holds_every_value: bool) -> None:
-    """Refuse a run that cannot fit (pnet.backends.memory) before a backend allocates anything: the same
-    located PnetError from every backend, never a MemoryError."""
+def _check_memory(graph, inputs: dict, float64: bool) -> None:
+    """Refuse a torch or Triton run that cannot fit (pnet.backends.memory) before it allocates anything: the
+    same located PnetError as the reference's, never a MemoryError. These backends free values as they go."""
     from .memory import check_run
     from .numpy_ref import bind_dims
-    check_run(graph, bind_dims(graph, inputs), float64, holds_every_value=holds_every_value)
+    check_run(graph, bind_dims(graph, inputs), float64, holds_every_value=False)

@@ -3,7 +3,7 @@ from the IR's shapes (dims bound) and refused with a located one-line error when
 parameters together, exceed the limit -- instead of a MemoryError (or swapping) after trying.
 
 The limit is `PNET_MAX_BYTES` (bytes; `16G`, `512M`, `1.5T` also accepted), else the memory available when
-pnet starts (Linux's MemAvailable; the physical memory elsewhere).
+the check runs (Linux's MemAvailable; the physical memory elsewhere).
 """
 from __future__ import annotations
 
