@@ -16,7 +16,7 @@ from pnet.backends import triton as triton_backend
 from pnet.dsl.compile import load_source
 from pnet.errors import PnetError
 
-# op -> (program, the index input, its valid range n, the line of the indexing op)
+# op -> (program, the valid range n of its index input `ids`)
 PROGRAMS = {
     "embedding": ("model m() {\n  input ids: i64[K]\n  param t: f32[5, 3] = normal()\n  output y = embedding(t, ids)\n}\n", 5),
     "take": ("model m() {\n  input ids: i64[K]\n  input x: f32[2, 5, 3]\n  output y = take(x, ids, axis=1)\n}\n", 5),
