@@ -277,6 +277,43 @@ def test_triton_nm_kernel_matches_dense_masked(m_rows, nm, groups, cols, seed):
     _close(got, x, np.where(mask, w, 0))
 
 
+def _absent_oracle(x, dense, stored):
+    """x @ W where W's pruned entries are absent: each output sums x[k] * W[k, n] over stored (k, n) only."""
+    prods = x[..., :, None].astype(np.float64) * np.where(stored, dense, 0.0)   # [..., K, N]
+    return np.where(stored, prods, 0.0).sum(axis=-2)
+
+
+@pytest.mark.parametrize("layout", ["2:4", "block4", "csr"])
+def test_pruned_entries_are_absent_on_every_backend(layout):
+    """An inf or NaN activation that meets only pruned entries adds nothing (as torch.sparse and cuSPARSELt),
+    where a dense zero would add 0 * inf = NaN: the reference, torch and the Triton kernels agree (the fuzzer
+    found the CSR kernel skipping pruned entries while the reference multiplied dense zeros)."""
+    pytest.importorskip("triton")
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((16, 8)).astype(np.float32)
+    x = rng.standard_normal((2, 3, 16)).astype(np.float32)
+    if layout == "2:4":
+        values, meta, mask = prune_nm(w, 2, 4)
+        op, operands, attrs = "nm_matmul", (values, meta), {"n": 2, "m": 4}
+    else:
+        bs = 4 if layout == "block4" else 1
+        values, col_idx, row_ptr, mask = prune_blocks(w, bs, bs, 0.5)
+        op, operands, attrs = "bsr_matmul", (values, col_idx, row_ptr), {}
+    pruned_k = [k for k in range(16) if not mask[k].any()] or [int(np.argmin(mask.sum(1)))]
+    x[0, 0, pruned_k[0]] = np.inf            # meets pruned entries (and stored ones, where the row has any)
+    x[0, 1, :] = 0.0
+    x[0, 1, int(np.argmax(~mask[:, 0]))] = -np.inf   # column 0 of W has this row pruned
+    x[1, 2, 3] = np.nan
+    want = _absent_oracle(x, w, mask)
+    for got in (_ref(op, x, *operands, **attrs), _torch(op, x, *operands, **attrs),
+                op_triton(op, x, *operands, **attrs)[1]):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got) & (got > 0), np.isinf(want) & (want > 0))
+        fin = np.isfinite(want)
+        np.testing.assert_allclose(got[fin], want[fin], rtol=1e-5, atol=1e-5)
+    assert np.isfinite(want[0, 1, 0]), "the test must exercise an inf meeting a pruned entry"
+
+
 @settings(max_examples=8, deadline=None)
 @given(st.integers(1, 5), st.integers(0, 1), st.integers(0, 2**31 - 1))
 def test_triton_topk_mask_matches_reference(k, axis, seed):

@@ -53,14 +53,38 @@ class MatmulKernels:
         """The dense [BK, BN] tile of an N:M weight, decompressed in registers: dense row k of a column is the
         stored row (k // m) * n + i whose metadata says k % m (zero if none does). Only the compressed values
         and the metadata are read from memory; the tile then feeds an ordinary tl.dot."""
-        out = ["        bt = tl.zeros((BK, BN), dtype=tl.float32)"]
+        out = ["        bt = tl.zeros((BK, BN), dtype=tl.float32)", "        st = tl.zeros((BK, BN), dtype=tl.int32)"]
         for i in range(n):
             offs = f"((kk // {m}) * {n} + {i})[:, None] * b{j}_sk + rn[None, :] * b{j}_sn"
             moffs = f"((kk // {m}) * {n} + {i})[:, None] * m{j}_sk + rn[None, :] * m{j}_sn"
             out += [f"        v = tl.load({_batch_base(f'b{j}', batch)} + {offs}, mask={mask}, other=0.0).to(tl.float32)",
                     f"        mt = tl.load({_batch_base(f'm{j}', batch)} + {moffs}, mask={mask}, other=-1)",
-                    f"        bt += tl.where(mt == (kk % {m})[:, None], v, 0.0)"]
+                    f"        bt += tl.where(mt == (kk % {m})[:, None], v, 0.0)",
+                    f"        st += tl.where(mt == (kk % {m})[:, None], 1, 0)"]
         return out
+
+    @staticmethod
+    def _nm_dot(j: int) -> list[str]:
+        """Product j's step for an N:M weight whose pruned entries are absent: a dense tile's zero times an inf
+        activation would add NaN, so the dot takes A's finite values only, and the inf and NaN activations
+        that meet stored entries are counted by sign (0/1 tiles, exact in f32); `_nm_finish` applies them."""
+        dot = 'input_precision="ieee"'
+        return [
+            "        if tl.sum(xp + xn + xq) > 0:   # this tile of A holds an inf or NaN",
+            "            sp = tl.where((st > 0) & (bt > 0), 1.0, 0.0)",
+            "            sn = tl.where((st > 0) & (bt < 0), 1.0, 0.0)",
+            "            sz = tl.where((st > 0) & ((bt == 0) | (bt != bt)), 1.0, 0.0)   # inf * 0 is NaN",
+            f"            pinf{j} += tl.dot(xp, sp, {dot}) + tl.dot(xn, sn, {dot})",
+            f"            ninf{j} += tl.dot(xp, sn, {dot}) + tl.dot(xn, sp, {dot})",
+            f"            nans{j} += tl.dot(xq, tl.where(st > 0, 1.0, 0.0), {dot}) + tl.dot(xp + xn, sz, {dot})",
+            f"        acc{j} += tl.dot(atf, bt, {dot})"]
+
+    @staticmethod
+    def _nm_finish(j: int) -> list[str]:
+        """After the K loop: product j's accumulator plus the non-finite contributions counted by `_nm_dot`."""
+        return [f"    acc{j} = tl.where(pinf{j} > 0, acc{j} + float(\"inf\"), acc{j})",
+                f"    acc{j} = tl.where(ninf{j} > 0, acc{j} - float(\"inf\"), acc{j})",
+                f"    acc{j} = tl.where(nans{j} > 0, float(\"nan\"), acc{j})"]
 
     def _k_matmul(self, k: Kernel, names, lines, plan):
         """C_j = A @ B_j for every product sharing A (loaded once per tile), then the pointwise
@@ -69,10 +93,20 @@ class MatmulKernels:
         params = self._matmul_params(g)
         body = self._matmul_loop_head(g)
         dot = "out_dtype=tl.int32" if g.integer else 'input_precision="ieee"'
+        nm = [j for j, mm in enumerate(g.mms) if mm.op == "nm_matmul"]
+        for j in nm:   # counts of inf/NaN activations meeting stored N:M entries (see _nm_dot)
+            body[-2:-2] = [f"    {c}{j} = tl.zeros((BM, BN), dtype=tl.float32)" for c in ("pinf", "ninf", "nans")]
         self._a_tile(g, plan, body)
+        if nm:
+            body += ["        atf = tl.where((at == at) & (tl.abs(at) < float(\"inf\")), at, 0.0)",
+                     "        xp = tl.where(at == float(\"inf\"), 1.0, 0.0)",
+                     "        xn = tl.where(at == -float(\"inf\"), 1.0, 0.0)",
+                     "        xq = tl.where(at != at, 1.0, 0.0)"]
         for j in range(len(g.bs)):
             self._b_tile(g, j, plan, body)
-            body.append(f'        acc{j} += tl.dot(at, bt, {dot})')
+            body += self._nm_dot(j) if j in nm else [f'        acc{j} += tl.dot(at, bt, {dot})']
+        for j in nm:
+            body += self._nm_finish(j)
         self._matmul_epilogue(g, plan, body)
         self.kernels.append(f"@triton.jit\ndef {k.name}({', '.join(params)}):\n" + "\n".join(body) + "\n")
         bshape = [dim_code(d) for d in g.mms[0].outputs[0].type.shape[:g.batch]]
