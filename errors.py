@@ -30,10 +30,16 @@ def _escape_char(ch: str) -> str:
     return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
 
 
+MAX_NOTES = 10   # call-site notes printed in full; a longer chain shows its two ends
+
+
 class PnetError(Exception):
     """A user-facing error. `str(err)` is `FILE:LINE:COL: error: MESSAGE` when a location is known.
 
     `source_line` (when known) lets the CLI show the offending line with a caret under the column.
+    `notes` are (Loc, text) pairs printed after it, one line each: the call sites an error inside a `def`
+    passed through, from the call in the user's own file down to the innermost call, which comes last (the
+    issue's reading of rustc's notes; as a Python traceback, the most recent call last).
     """
 
     def __init__(self, message: str, loc: Loc | None = None, source_line: str | None = None):
@@ -41,6 +47,13 @@ class PnetError(Exception):
         self.message = message
         self.loc = loc
         self.source_line = source_line
+        self.notes: list[tuple[Loc, str]] = []
+
+    def add_note(self, loc: Loc, text: str) -> "PnetError":
+        """Note a call site the error passed through: the error travels outward, so each new (outer) call site
+        goes first."""
+        self.notes.insert(0, (loc, text))
+        return self
 
     def __str__(self) -> str:
         where = f"{self.loc}: " if self.loc else ""
@@ -62,7 +75,27 @@ class PnetError(Exception):
             caret = " " * max(self.loc.col - 1, 0) + "^"
             shown = "".join(ch if ch.isprintable() or ch == "\t" else " " for ch in self.source_line.rstrip("\r\n"))
             text += "\n  " + shown + "\n  " + caret   # control characters shown as spaces: the caret stays aligned
-        return text
+        notes = [f"{loc}: note: {note}" for loc, note in self.notes]
+        if len(notes) > MAX_NOTES:   # deep recursion: the user's end of the chain and the innermost calls
+            keep = MAX_NOTES // 2
+            notes = notes[:keep] + [f"note: ... {len(notes) - 2 * keep} more calls ..."] + notes[-keep:]
+        return "\n".join([text, *notes])
+
+    def as_dict(self) -> dict:
+        """The error as JSON-ready data (for a `--json` consumer): message, location and notes."""
+        where = lambda loc: {"file": loc.file, "line": loc.line, "col": loc.col} if loc else None  # noqa: E731
+        return {"message": self.message, "loc": where(self.loc),
+                "notes": [{"message": text, "loc": where(loc)} for loc, text in self.notes]}
+
+
+@dataclass(frozen=True)
+class PnetWarning:
+    """A located warning the front end collects (the run goes on); the CLI prints each as one line."""
+    message: str
+    loc: Loc | None = None
+
+    def __str__(self) -> str:
+        return f"{self.loc}: warning: {self.message}" if self.loc else f"warning: {self.message}"
 
 
 class ShapeError(PnetError):

@@ -144,8 +144,11 @@ def save_params(path: str | Path, params: dict[str, np.ndarray]) -> None:
     if path.suffix == ".safetensors":
         from safetensors.numpy import save_file
         save_file(arrays, str(path))
-    else:
+    elif path.suffix == ".npz":
         np.savez(path, **arrays)
+    else:   # np.savez would write `path.npz` without a word
+        got = f"'{path.suffix}'" if path.suffix else "no extension"
+        raise UsageError(f"{path}: unknown weight-file extension ({got}); use .safetensors or .npz")
 
 
 def save_beside(out: Path, params: dict[str, np.ndarray], what: str) -> Path:

@@ -223,8 +223,9 @@ def index_bound(graph: Graph, value, bindings) -> int:
 
 # ---- execution -----------------------------------------------------------------------------------
 def run(graph: Graph, inputs: dict[str, np.ndarray] | None = None, params: dict[str, np.ndarray] | None = None,
-        *, seed: int = 0, float64: bool = False, dims: dict | None = None) -> dict[str, np.ndarray]:
-    """Run the model. Missing inputs/params are drawn from `seed`. Returns outputs by name."""
+        *, seed: int = 0, float64: bool = False, dims: dict | None = None, on_node=None) -> dict[str, np.ndarray]:
+    """Run the model. Missing inputs/params are drawn from `seed`. Returns outputs by name. `on_node(node, args,
+    results)`, when given, sees every op as it runs (scan bodies' too): backends/nan_trace.py's hook."""
     inputs = dict(inputs) if inputs is not None else random_inputs(graph, seed, dims)
     bindings = check_inputs(graph, inputs, dims)
     from .memory import check_run
@@ -239,7 +240,7 @@ def run(graph: Graph, inputs: dict[str, np.ndarray] | None = None, params: dict[
             raise PnetError(f"missing parameter '{p.name}'")
         env_in.append(_as_dtype(np.asarray(params[p.name]), p.value.type.dtype, float64))
     values = [v for _, v in graph.inputs] + [p.value for p in graph.params]
-    outs = evaluate(graph, dict(zip(values, env_in)), bindings, float64)
+    outs = evaluate(graph, dict(zip(values, env_in)), bindings, float64, on_node)
     return {name: out for (name, _), out in zip(graph.outputs, outs)}
 
 
@@ -251,20 +252,20 @@ def _as_dtype(arr, dtype, float64):
     return arr.astype(DTYPES[dtype], copy=False)
 
 
-def evaluate(graph: Graph, env: dict, bindings: dict, float64: bool = False) -> list[np.ndarray]:
+def evaluate(graph: Graph, env: dict, bindings: dict, float64: bool = False, on_node=None) -> list[np.ndarray]:
     # NaN and Inf are values the semantics define (docs/language.md), not something to warn about: NumPy's
     # RuntimeWarnings ("Mean of empty slice", "invalid value") never reach the user
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return _evaluate(graph, env, bindings, float64)
+        return _evaluate(graph, env, bindings, float64, on_node)
 
 
-def _evaluate(graph: Graph, env: dict, bindings: dict, float64: bool) -> list[np.ndarray]:
+def _evaluate(graph: Graph, env: dict, bindings: dict, float64: bool, on_node=None) -> list[np.ndarray]:
     env = dict(env)
     for node in graph.nodes:
         args = [env[v] if v is not None else None for v in node.inputs]
         if node.op == "scan":
-            results = _scan(node, args, bindings, float64)
+            results = _scan(node, args, bindings, float64, on_node)
         else:
             opdef = registry.get(node.op)
             attrs = concretize(node.attrs, bindings)
@@ -278,10 +279,12 @@ def _evaluate(graph: Graph, env: dict, bindings: dict, float64: bool) -> list[np
             results = list(out) if isinstance(out, tuple) else [out]
         for v, r in zip(node.outputs, results):
             env[v] = _as_dtype(np.asarray(r), v.type.dtype, float64)
+        if on_node is not None:
+            on_node(node, args, [env[v] for v in node.outputs])
     return [env[v] for _, v in graph.outputs]
 
 
-def _scan(node, args, bindings, float64):
+def _scan(node, args, bindings, float64, on_node=None):
     k, s = node.attrs["n_carries"], node.attrs["n_seqs"]
     axes, out_axis = node.attrs["axes"], node.attrs["out_axis"]
     carries, seqs, captured = args[:k], args[k:k + s], args[k + s:]
@@ -291,7 +294,7 @@ def _scan(node, args, bindings, float64):
     for t in range(length):
         slices = [np.take(seq, t, axis=ax) for seq, ax in zip(seqs, axes)]
         env = dict(zip([v for _, v in body.inputs], carries + slices + captured))
-        outs = evaluate(body, env, bindings, float64)
+        outs = evaluate(body, env, bindings, float64, on_node)
         carries = outs[:k]
         ys.append(outs[k:])
     stacked = []

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import PnetError, ShapeError, UsageError
 from ..ir import registry
+from ..ir.analysis import frozen_params
 from ..ir.graph import Graph
 from ..ir.types import is_float, map_leaves
 from .numpy_ref import DEFAULT_DIM, DEFAULT_DIMS, check_shapes, init_params, input_shape_error, symbols
@@ -72,18 +73,6 @@ def lowering(op: str):
     if fn is None:
         raise PnetError(f"op '{op}' has no torch lowering")
     return fn
-
-
-def frozen_params(graph: Graph) -> set[str]:
-    """Parameters used only as batchnorm running statistics: not trained by gradient descent (like torch's
-    running_mean/var buffers), so they get requires_grad=False while staying in state_dict."""
-    stats, other = set(), set()
-    for n in graph.walk():
-        for i, v in enumerate(n.inputs):
-            (stats if n.op == "batchnorm" and i in (1, 2) else other).add(v)
-    for _, v in graph.outputs:
-        other.add(v)
-    return {p.name for p in graph.params if p.value in stats and p.value not in other}
 
 
 # ---- symbolic dims, compiled to plain Python -------------------------------------------------------------

@@ -32,7 +32,8 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.types import dims_equal, is_float
 from .numpy_ref import DEFAULT_DIM, DEFAULT_DIMS, symbols
 from .pysrc import comment_text, dim_var, docstring_text, identifier
-from .torch_backend import TORCH_DTYPES, dim_src, frozen_params, lowering
+from ..ir.analysis import frozen_params
+from .torch_backend import TORCH_DTYPES, dim_src, lowering
 
 _TORCH_NAME = {v: f"torch.{str(v).split('.')[1]}" for v in TORCH_DTYPES.values()}
 

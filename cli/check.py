@@ -12,9 +12,10 @@ from .common import (EXIT_OK, add_lossy_options, add_model_args, load_model, may
 def add_parser(sub) -> None:
     sp = sub.add_parser("check", help="parse and shape-check; print inputs, outputs, params, FLOPs")
     add_model_args(sp)
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print JSON (numbers as numbers) instead of text")
     sp.add_argument("--equivariance", action="store_true",
                     help="tie @equivariant layers, report params before/after and the max |f(g.x) - g.f(x)| per output")
+    sp.add_argument("-v", "--verbose", action="store_true", help="print each step (elaborate, passes) as it starts")
     add_lossy_options(sp)
     sp.set_defaults(fn=run)
 
@@ -22,8 +23,12 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..backends.numpy_ref import bind_dims
     from ..ir.analysis import at, flops, param_bytes, param_count
-    result = load_model(args)
-    g = run_pipeline(result.graph, args)
+    from ..backends.progress import Progress
+    with Progress(2, verbose=args.verbose) as progress:   # a large model takes seconds to elaborate
+        progress.step(f"elaborate {args.file} ...")
+        result = load_model(args)
+        progress.step(f"passes ({args.passes or 'cleanup'}) over {sum(1 for _ in result.graph.walk()):,} ops ...")
+        g = run_pipeline(result.graph, args)
     if getattr(args, "equivariance", False):  # testing/equivariance.py: tie, then measure |f(g.x) - g.f(x)|
         from ..testing.equivariance import cli_check
         return cli_check(g, args.json)
@@ -33,6 +38,7 @@ def run(args) -> int:
     g, _ = maybe_quantize(args, g, sparams)
     quant = weight_bytes(args, g_float, g)
     dims = bind_dims(g)
+    check_at_bound_dims(g, dims)
     f = flops(g)
     info = {
         "model": g.name,
@@ -65,3 +71,19 @@ def run(args) -> int:
     if sparse is not None:
         print("\n".join(sparsity_lines(args, sparse, info["sparsity"])))
     return EXIT_OK
+
+
+def check_at_bound_dims(g, dims: dict) -> None:
+    """With dims bound by --set (or --test-config), what a run at those sizes would refuse before touching data
+    (a slice past the end, an arange(T) index past a table of ctx rows: backends/bound_check.py) fails the check
+    too, with run's message and the sizes it assumed. Without bound dims the check stays symbolic: the default
+    sizes are a run's convenience, not the user's claim."""
+    if not g.dims:
+        return
+    from ..backends.bound_check import check_bound
+    from ..errors import PnetError
+    try:
+        check_bound(g, dims)
+    except PnetError as e:
+        e.message += f" (at {', '.join(f'{k}={v}' for k, v in dims.items())})"
+        raise

@@ -7,6 +7,7 @@ Every subcommand module imports this one; this one imports no subcommand."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import UsageError
@@ -21,9 +22,11 @@ class Parser(argparse.ArgumentParser):
 
 # ---- the model options and loading ---------------------------------------------------------------------------
 def add_model_args(sp) -> None:
-    sp.add_argument("file", help="a .pnet file")
+    sp.add_argument("file", help="a .pnet file, or a stdlib model by name (stdlib:gpt2, or gpt2 when no such file exists)")
     sp.add_argument("--model", help="which model in the file (default: the first)")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter or bind a symbolic dim")
+    sp.add_argument("--test-config", action="store_true",
+                    help="apply the file's small test configuration (its '# test: --set ...' line); --set overrides it")
     sp.add_argument("--passes", metavar="SPEC", help="pass pipeline: 'cleanup' (default), 'none', or a list like fold,cse,dce")
 
 
@@ -40,12 +43,47 @@ def parse_sets(pairs) -> dict:
     return out
 
 
+def resolve_file(spec: str) -> tuple[Path, str | None]:
+    """The file a FILE argument names, and the model it picks (None: the file's first): `stdlib:NAME` is the
+    stdlib model NAME (a model or file name); a bare NAME is one too when no file of that name exists here."""
+    from ..dsl import stdlib
+    if spec.startswith("stdlib:"):
+        name = spec[len("stdlib:"):]
+    elif Path(spec).exists() or "/" in spec or "\\" in spec or spec.endswith(".pnet"):
+        return Path(spec), None
+    else:
+        name = spec
+    entry = stdlib.find_or_none(name)
+    if entry is None:
+        hint = stdlib.did_you_mean(name)
+        raise UsageError(f"{spec}: no such file, and no stdlib model named '{name}'{hint} (see `pnet stdlib list`)"
+                         if not spec.startswith("stdlib:") else
+                         f"{spec}: no stdlib model named '{name}'{hint} (see `pnet stdlib list`)")
+    return entry.path, (entry.name if entry.name == name else None)
+
+
+def model_overrides(args, path: Path) -> dict:
+    """--test-config's settings (the file's `# test:` line), then --set's on top."""
+    overrides = {}
+    if getattr(args, "test_config", False):
+        from ..dsl.stdlib import small_config
+        config = small_config(path)
+        if config is None:
+            raise UsageError(f"--test-config: {path} has no '# test: --set KEY=VALUE ...' line in its header")
+        overrides.update(config)
+    overrides.update(parse_sets(args.set))
+    return overrides
+
+
 def load_model(args):
     from ..dsl.compile import load_file, set_dim_sizes
-    overrides = parse_sets(args.set)
+    path, model = resolve_file(args.file)
+    overrides = model_overrides(args, path)
     # dims given with --set must be integers; hyperparameters are coerced by their declared type
-    result = load_file(args.file, getattr(args, "model", None), overrides)
+    result = load_file(path, getattr(args, "model", None) or model, overrides)
     set_dim_sizes(result, overrides, lambda k, v: f"--set {k}={v}", from_text=True)
+    for w in result.warnings:   # the front end's warnings (arguments easy to swap, ...): stderr, the run goes on
+        print(w, file=sys.stderr)
     return result
 
 
@@ -55,8 +93,13 @@ def run_pipeline(graph, args):
     return run_passes(graph, spec, stop_after=getattr(args, "after", None))
 
 
+def json_dim(d):
+    """A dim for --json: a number when it is one, the symbol or expression as text when not ("B", "2*T")."""
+    return int(d) if getattr(d, "is_Integer", False) or isinstance(d, int) else str(d)
+
+
 def tensor_info(name, v):
-    return {"name": name, "dtype": v.type.dtype, "shape": [str(d) for d in v.type.shape]}
+    return {"name": name, "dtype": v.type.dtype, "shape": [json_dim(d) for d in v.type.shape]}
 
 
 def add_lossy_options(sp) -> None:
@@ -80,7 +123,8 @@ def add_quantize_options(sp, scheme_flag: bool = True) -> None:
                     help="w8a8 activation scales: static (calibrated; default with --calib) or dynamic per token")
     sp.add_argument("--observer", default="minmax", choices=["minmax", "percentile", "mse"],
                     help="calibration observer for static activation scales")
-    sp.add_argument("--percentile", type=float, default=99.99)
+    sp.add_argument("--percentile", type=float, default=99.99,
+                    help="with --observer percentile: the percentile of |x| that sets the scale (default 99.99)")
     sp.add_argument("--fake", action="store_true", help="fake-quant (quantize-dequantize in float) for QAT")
 
 

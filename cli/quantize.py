@@ -12,9 +12,11 @@ from .common import EXIT_OK, add_quantize_options, apply_quantize, load_model, r
 def add_parser(sub) -> None:
     sp = sub.add_parser("quantize", help="quantize a model's weights (and activations); print per-layer scales, "
                                          "errors against the float model, and weight bytes before/after")
-    sp.add_argument("file", help="a .pnet file")
+    sp.add_argument("file", help="a .pnet file, or a stdlib model by name (stdlib:gpt2, or gpt2 when no such file exists)")
     sp.add_argument("--model", help="which model in the file (default: the first)")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter or bind a symbolic dim")
+    sp.add_argument("--test-config", action="store_true",
+                    help="apply the file's small test configuration (its '# test: --set ...' line); --set overrides it")
     sp.add_argument("--passes", metavar="SPEC", help="pass pipeline before quantizing (default cleanup)")
     sp.add_argument("--scheme", default=None,
                     help="w8a8, w8, w4, binary, ternary (default: only the @quantize-annotated layers)")
@@ -22,7 +24,7 @@ def add_parser(sub) -> None:
     sp.add_argument("--seed", type=int, default=0, help="seed of the default weights and evaluation inputs")
     sp.add_argument("-i", "--inputs", help="evaluation inputs (.npz); default: seeded random")
     sp.add_argument("-o", "--output", help="write the quantized parameters (.safetensors or .npz)")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_quantize_options(sp, scheme_flag=False)
     sp.set_defaults(fn=run)
 
@@ -31,6 +33,11 @@ def run(args) -> int:
     from ..backends import numpy_ref
     from ..passes.quantize import compare
     from ..weights import load_inputs, load_params, save_params
+    from .paths import WEIGHT_SUFFIXES, check_output_file, check_weight_file
+    if args.output:   # before the model loads: a bad -o fails now, not after the calibration
+        check_output_file("-o", args.output, WEIGHT_SUFFIXES, "weight-file")
+    if args.params:
+        check_weight_file("--params", args.params)
     result = load_model(args)
     g = run_pipeline(result.graph, args)
     params = load_params(args.params, g) if args.params else numpy_ref.init_params(g, args.seed)

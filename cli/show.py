@@ -1,5 +1,6 @@
-"""`pnet show FILE [--params] [--kernels] [--after PASS] [--json]`: the IR after the pass pipeline (or after one
-pass), the parameter list, or the kernel plan (with --quantize / --sparse, its bytes and FLOPs before and after)."""
+"""`pnet show FILE [--params] [--kernels] [--after PASS] [--json] [--train]`: the IR after the pass pipeline (or after
+one pass), the parameter list, or the kernel plan (with --quantize / --sparse, its bytes and FLOPs before and after);
+with --train, those of the training step (forward, gradients and optimizer update: passes/train.py)."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,7 @@ import sys
 
 from .common import (EXIT_OK, add_lossy_options, add_model_args, load_model, maybe_quantize, maybe_sparsify,
                      run_pipeline, sparsity_figures, sparsity_json, sparsity_lines, weight_bytes, weight_bytes_line)
+from .train import add_train_args, step_graph_of
 
 
 def add_parser(sub) -> None:
@@ -15,8 +17,9 @@ def add_parser(sub) -> None:
     sp.add_argument("--params", action="store_true", help="list every parameter's name, shape and dtype")
     sp.add_argument("--kernels", action="store_true", help="the kernel plan: kernels, bytes moved, FLOPs, fallbacks")
     sp.add_argument("--after", metavar="PASS", help="print the IR after this pass of the pipeline")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_lossy_options(sp)
+    add_train_args(sp)   # --train: the training step's IR / kernel plan (cli/train.py)
     sp.set_defaults(fn=run)
 
 
@@ -29,6 +32,8 @@ def run(args) -> int:
     g_float = g
     g, _ = maybe_quantize(args, g, sparams)
     quant = weight_bytes(args, g_float, g)
+    if args.train:
+        g = step_graph_of(args, g)
     if args.kernels:
         return _kernels(args, g, g_dense, sparse, quant)
     if args.params:
@@ -67,12 +72,13 @@ def _kernels(args, g, g_dense, sparse, quant) -> int:
 
 def _params(args, g) -> int:
     """`--params`: every parameter's name, dtype, shape and initializer."""
-    rows = [{"name": p.name, "shape": [str(d) for d in p.value.type.shape], "dtype": p.value.type.dtype,
+    from .common import json_dim
+    rows = [{"name": p.name, "shape": [json_dim(d) for d in p.value.type.shape], "dtype": p.value.type.dtype,
              "init": str(p.init)} for p in g.params]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         width = max((len(r["name"]) for r in rows), default=4)
         for r in rows:
-            print(f"{r['name']:<{width}}  {r['dtype']}[{', '.join(r['shape'])}]  {r['init']}")
+            print(f"{r['name']:<{width}}  {r['dtype']}[{', '.join(map(str, r['shape']))}]  {r['init']}")
     return EXIT_OK

@@ -1,5 +1,6 @@
-"""`pnet stdlib [list | path NAME | coverage]`: the standard library's models with their paper and seed reference,
-one model's file, or per paper catalogue how many `stdlib: yes` papers have a model."""
+"""`pnet stdlib [list | path NAME | show NAME | coverage]`: the standard library's models with their paper and seed
+reference, one model's file, one def's or model's signature and doc (stdlib_show.py), or per paper catalogue how
+many `stdlib: yes` papers have a model."""
 from __future__ import annotations
 
 import json
@@ -10,11 +11,15 @@ from .common import EXIT_OK
 
 
 def add_parser(sub) -> None:
-    sp = sub.add_parser("stdlib", help="list the standard library's models, print one's path, or the catalogue coverage")
-    sp.add_argument("action", nargs="?", default="list", choices=["list", "path", "coverage"])
-    sp.add_argument("name", nargs="?")
-    sp.add_argument("--papers", metavar="DIR", help="catalogue folder for `coverage` (default: ../shared/papers)")
-    sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("stdlib", help="list the standard library's models, print one's path, show a def or model "
+                                       "(signature, doc, inputs/outputs), or the catalogue coverage")
+    sp.add_argument("action", nargs="?", default="list", choices=["list", "path", "show", "coverage"],
+                    help="list (default): the models; path NAME: a model's file; show NAME: a def or model; "
+                         "coverage: modelled seed papers")
+    sp.add_argument("name", nargs="?", help="for `path`: a model; for `show`: a def or model (`linear`, `nn.core.linear`)")
+    sp.add_argument("--papers", metavar="DIR", help="for `coverage`: count against the catalogue tables in DIR "
+                                                    "(NNN.md) instead of the project's index, stdlib/catalogue.tsv")
+    sp.add_argument("--json", action="store_true", help="print JSON instead of text")
     sp.set_defaults(fn=run)
 
 
@@ -22,6 +27,9 @@ def run(args) -> int:
     from ..dsl import stdlib
     if args.action == "coverage":
         return _coverage(args, stdlib)
+    if args.action == "show":
+        from . import stdlib_show
+        return stdlib_show.run(args)
     if args.action == "path":
         if not args.name:
             raise UsageError("pnet stdlib path NAME: give a model name")
@@ -39,10 +47,12 @@ def run(args) -> int:
 
 
 def _coverage(args, stdlib) -> int:
-    d = Path(args.papers) if args.papers else stdlib.default_catalogue_dir()
-    if d is None or not d.is_dir():
-        raise UsageError("pnet stdlib coverage: no catalogue folder found; give it with --papers DIR")
+    d = Path(args.papers) if args.papers else None   # default: the index inside the project
+    if d is not None and not d.is_dir():
+        raise UsageError(f"--papers {args.papers}: not a folder")
     rows = stdlib.coverage(d)
+    if not rows:
+        raise UsageError("pnet stdlib coverage: no papers in the index (stdlib/catalogue.tsv, or --papers DIR)")
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sympy
 
 from ..errors import PnetError
-from ..ir.types import DTYPES, dim, normalize_axis
+from ..ir.types import DTYPES, dim, is_float, normalize_axis
 from .values import InitSpec, Tensor
 
 
@@ -135,6 +135,32 @@ def _transpose(el, args, kwargs, frame, loc):
     return el.call_op("transpose", args, kwargs, frame, loc)
 
 
+def _grad(el, args, kwargs, frame, loc):
+    """grad(y, x) / grad(y, [a, b]): the gradient of the float scalar y with respect to each tensor, built into
+    the graph here by passes/autodiff.py (so it can be used in the forward pass, and differentiated again)."""
+    from ..passes.autodiff import backprop
+    if len(args) != 2 or kwargs:
+        raise PnetError("grad(y, x) takes the value to differentiate and a tensor or a list of tensors", loc)
+    y, wrt = el.to_tensor(args[0], loc), args[1]
+    many = isinstance(wrt, (list, tuple))
+    xs = [el.to_tensor(x, loc) for x in (wrt if many else [wrt])]
+    if y.type.rank != 0 or not is_float(y.type.dtype):
+        raise PnetError(f"grad: the value to differentiate must be a float scalar, got {y.type} "
+                        f"(differentiate sum(...) or mean(...) of it)", loc)
+    for x in xs:
+        if not is_float(x.type.dtype):
+            raise PnetError(f"grad: only float tensors have gradients, got {x.type}", loc)
+    region = frame.region
+    seed = el.const(1.0, y.type.dtype, frame, loc)
+    nodes, grads = backprop(list(region.graph.nodes), {region.lift(y.value): region.lift(seed.value)},
+                            [region.lift(x.value) for x in xs])
+    region.graph.nodes += nodes
+    for n in nodes:
+        region.own.update(n.outputs)
+    out = [Tensor(g) for g in grads]
+    return out if many else out[0]
+
+
 BUILTINS = {
     "normal": _init("normal", ("mean", "std")),
     "trunc_normal": _init("trunc_normal", ("mean", "std")),
@@ -160,4 +186,5 @@ BUILTINS = {
     "int": _number("int"),
     "float": _number("float"),
     "assert": _assert,
+    "grad": _grad,
 }

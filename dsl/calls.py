@@ -8,12 +8,13 @@ import math
 import numpy as np
 import sympy
 
-from ..errors import PnetError, ShapeError
+from ..errors import PnetError, PnetWarning, ShapeError
 from ..ir import registry
 from ..ir.types import TensorType, dim, dims_equal, fmt_dim
 from . import ast as A
 from .builtins import BUILTINS
 from .regions import Frame, ReturnSignal
+from .suggest import did_you_mean
 from .values import Fn, Tensor
 
 
@@ -27,6 +28,55 @@ class CallsMixin:
             return BUILTINS[fn.name](self, args, kwargs, frame, loc)
         return self.call_op(fn.name, args, kwargs, frame, loc)
 
+    # ---- arguments easy to swap --------------------------------------------------------------------
+    def warn_swapped(self, fn: Fn, arg_exprs, args, kwargs_exprs):
+        """`batchnorm(x, var, mean)`: positional arguments that are plain names of OTHER parameters of the op or
+        def, each in the other's place, are likely swapped; warn (the call still elaborates as written). Only a
+        swap (or rotation) counts: `mab(x, x)`, `avg_pool2d(x, stride)` (kernel = stride) are deliberate."""
+        slots = self._positional_params(fn, args, dict(kwargs_exprs))
+        params = set(self._param_names(fn))
+        bound = {p: e for e, p in zip(arg_exprs, slots) if p} | dict(kwargs_exprs)
+        warned = set()
+        for expr, param in zip(arg_exprs, slots):
+            if not (isinstance(expr, A.Name) and param and expr.id != param and expr.id in params):
+                continue
+            other = bound.get(expr.id)   # what the parameter named like this argument receives
+            if isinstance(other, A.Name) and other.id != expr.id and other.id in params and expr.id not in warned:
+                warned |= {expr.id, param}   # a swapped pair is one warning
+                self.warnings[PnetWarning(f"argument '{expr.id}' is passed as parameter '{param}' of {fn.name}; "
+                                          "did you mean to swap them? (pass by name to silence)", expr.loc)] = None
+
+    @staticmethod
+    def _param_names(fn: Fn) -> list[str]:
+        if fn.kind == "def":
+            return [p.name for p in fn.node.params]
+        if fn.kind == "op":
+            opdef = registry.get(fn.name)
+            return [n for n, _ in opdef.inputs] + list(opdef.attrs)
+        return []
+
+    @staticmethod
+    def _positional_params(fn: Fn, args, kwargs) -> list:
+        """The parameter each positional argument binds (None where unclear), as call_def / call_op bind them."""
+        if fn.kind == "def":
+            return [p.name for p in fn.node.params][:len(args)]
+        if fn.kind != "op":
+            return []
+        opdef = registry.get(fn.name)
+        if any(k == "*" for _, k in opdef.inputs):
+            return []   # a variadic op's positions are not its parameters
+        slots, attrs = list(opdef.inputs), [k for k in opdef.attrs if k not in kwargs]
+        out, si = [], 0
+        for a in args:
+            number = isinstance(a, (int, float)) and not isinstance(a, bool)
+            if si < len(slots) and (isinstance(a, Tensor) or (number and slots[si][1] == "")):
+                out.append(slots[si][0])
+                si += 1
+            else:
+                out.append(attrs.pop(0) if attrs else None)
+                si = len(slots)
+        return out
+
     def call_op(self, name, args, kwargs, frame, loc):
         opdef = registry.get(name)
         if opdef.kind == "control":
@@ -34,6 +84,7 @@ class CallsMixin:
         numbers_only = all(isinstance(a, (int, float, sympy.Basic)) and not isinstance(a, bool) for a in args) and args and not kwargs
         if numbers_only and opdef.kind == "elementwise" and len(args) == len(opdef.inputs):
             return self._fold_scalar(opdef, args, loc)
+        self._check_keywords(opdef, kwargs)
         inputs: list = []
         attrs = {}
         slots = list(opdef.inputs)
@@ -72,6 +123,15 @@ class CallsMixin:
             inputs.pop()
         return self.emit(name, inputs, attrs, frame, loc)
 
+    @staticmethod
+    def _check_keywords(opdef, kwargs):
+        """A keyword that is neither an input nor an attribute of the op: say so, with the nearest one."""
+        known = [n for n, _ in opdef.inputs] + list(opdef.attrs)
+        for k in kwargs:
+            if k not in known:
+                raise PnetError(f"op '{opdef.name}' has no attribute '{k}'{did_you_mean(k, known)} "
+                                f"(attributes: {', '.join(opdef.attrs) or 'none'})")
+
     def _fold_scalar(self, opdef, args, loc):
         """`sqrt(1 / width)` on numbers is computed at compile time with the op's reference."""
         vals = []
@@ -88,6 +148,16 @@ class CallsMixin:
         return out
 
     def call_def(self, fn: Fn, args, kwargs, frame, loc, scope_name=None):
+        try:
+            return self._call_def(fn, args, kwargs, frame, loc, scope_name)
+        except PnetError as err:
+            # an error inside the def's body or signature: note this call site, so the chain of notes leads
+            # back to the user's file (errors with no place yet get the call's own location instead)
+            if err.loc is not None and loc is not None and err.loc != loc:
+                self._locate(err, None).add_note(loc, f"in the call of {fn.node.name}(...)")
+            raise
+
+    def _call_def(self, fn: Fn, args, kwargs, frame, loc, scope_name=None):
         d: A.Def = fn.node
         if d.is_model:
             raise PnetError(f"'{d.name}' is a model; call a def")
@@ -102,7 +172,7 @@ class CallsMixin:
             given = dict(zip((p.name for p in d.params), args))
             for k, v in kwargs.items():
                 if k not in {p.name for p in d.params}:
-                    raise PnetError(f"{d.name}() has no parameter '{k}'")
+                    raise PnetError(f"{d.name}() has no parameter '{k}'{did_you_mean(k, [p.name for p in d.params])}")
                 if k in given:
                     raise PnetError(f"{d.name}() got '{k}' twice")
                 given[k] = v

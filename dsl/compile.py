@@ -9,6 +9,7 @@ from ..errors import Loc, PnetError, UsageError, read_source
 from .elaborate import Elaborated, Elaborator
 from .loader import Loader
 from .parser import parse, too_deep
+from .suggest import did_you_mean
 
 
 def load_source(source: str, file: str = "<string>", model: str | None = None, overrides: dict | None = None) -> Elaborated:
@@ -51,7 +52,8 @@ def set_dim_sizes(result: Elaborated, overrides: dict, label, from_text: bool = 
         if k in result.hyper:
             continue
         if k not in dims_in_graph:
-            raise UsageError(f"{label(k, v)}: model '{graph.name}' has no hyperparameter or dim named '{k}' "
+            hint = did_you_mean(k, list(result.hyper) + sorted(dims_in_graph))
+            raise UsageError(f"{label(k, v)}: model '{graph.name}' has no hyperparameter or dim named '{k}'{hint} "
                              f"(hyperparameters: {', '.join(result.hyper) or 'none'}; "
                              f"dims: {', '.join(sorted(dims_in_graph)) or 'none'})")
         size = v

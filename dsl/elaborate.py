@@ -7,12 +7,12 @@ A `scan` body is elaborated once into a sub-graph; outer values it reads become 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import sympy
 
-from ..errors import Loc, PnetError, ShapeError, source_line
+from ..errors import Loc, PnetError, PnetWarning, ShapeError, source_line
 from ..ir import registry
 from ..ir.graph import Annotation, Graph, Uses
 from ..ir.types import is_float
@@ -24,6 +24,7 @@ from .index_notation import IndexNotationMixin
 from .loader import Loader
 from .regions import Frame, Region, ReturnSignal
 from .statements import StatementsMixin
+from .suggest import did_you_mean
 from .values import Fn, InitSpec, Namespace, Tensor
 
 CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf}
@@ -34,6 +35,7 @@ class Elaborated:
     graph: Graph
     hyper: dict  # the model's hyperparameters as used
     model: A.Def
+    warnings: list[PnetWarning] = field(default_factory=list)  # located, in source order; the CLI prints them
 
 
 class Elaborator(StatementsMixin, IndexNotationMixin, ExpressionsMixin, CallsMixin):
@@ -48,6 +50,7 @@ class Elaborator(StatementsMixin, IndexNotationMixin, ExpressionsMixin, CallsMix
         self.scope_counts: dict[tuple, int] = {}
         self.ties: list[A.Tie] = []
         self.depth = 0
+        self.warnings: dict[PnetWarning, None] = {}  # an ordered set: a def called in a loop warns once
         self._unrolled = 0  # compile-time loop iterations so far (bounded by MAX_UNROLLED_ITERATIONS)
 
     # ---- entry point --------------------------------------------------------------------------
@@ -87,7 +90,7 @@ class Elaborator(StatementsMixin, IndexNotationMixin, ExpressionsMixin, CallsMix
         if not graph.outputs:
             raise PnetError(f"model '{mdef.name}' has no `output`", mdef.loc)
         self._apply_ties(graph)
-        return Elaborated(graph, hyper, mdef)
+        return Elaborated(graph, hyper, mdef, list(self.warnings))
 
     def _coerce_override(self, p: A.ParamSpec, raw, frame):
         if not isinstance(raw, str):
@@ -136,12 +139,26 @@ class Elaborator(StatementsMixin, IndexNotationMixin, ExpressionsMixin, CallsMix
         try:
             out_types = opdef.infer_types([v.type if v is not None else None for v in values], attrs)
         except ShapeError as err:
-            raise ShapeError(f"{name}: {err.message}" if not err.message.startswith(name) else err.message, loc) from None
+            message = err.message[len(name) + 2:] if err.message.startswith(name + ": ") else err.message
+            culprit = self._culprit_input(opdef, values, message)
+            raise ShapeError(f"{name}: " + (f"argument '{culprit}': " if culprit else "") + message, loc) from None
         node = frame.region.graph.add(name, values, attrs, out_types, loc, ".".join(frame.scope), frame.annotations)
         for v in node.outputs:
             frame.region.own.add(v)
         outs = [Tensor(v) for v in node.outputs]
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    @staticmethod
+    def _culprit_input(opdef, values, message) -> str | None:
+        """The input a type-rule error is about, when the message shows the type of exactly one of several inputs
+        (`embedding: index must be an integer tensor, got f32[2]`): its name, so the user knows which argument."""
+        if opdef.variadic:
+            return None
+        typed = [(slot, str(v.type)) for (slot, _), v in zip(opdef.inputs, values) if v is not None]
+        if len(typed) < 2:
+            return None   # a one-input op: the argument is plain
+        shown = [slot for slot, t in typed if t in message]   # two inputs of one type both show: no culprit
+        return shown[0] if len(shown) == 1 else None
 
     def _int_if_dim(self, v):
         return v
@@ -175,8 +192,19 @@ class Elaborator(StatementsMixin, IndexNotationMixin, ExpressionsMixin, CallsMix
             return frame.vars[name]
         found = self._global(name, frame)
         if found is None:
-            raise PnetError(f"unknown name '{name}'", loc)
+            raise PnetError(f"unknown name '{name}'{did_you_mean(name, self._visible_names(frame))}", loc)
         return found
+
+    def _visible_names(self, frame):
+        """Every name `lookup` could find from `frame` (for "did you mean")."""
+        names = list(frame.vars) + [d.name for d in frame.module.defs]
+        for imp in frame.module.imports:
+            if imp.alias:
+                names.append(imp.alias)
+            else:
+                names += [d.name for d in self.loader.imported(frame.module, imp).defs]
+        ops = [n for n, op in registry.all_ops().items() if op.kind != "control"]
+        return names + list(BUILTINS) + ops + list(CONSTANTS)
 
     def _global(self, name, frame):
         found = self._module_name(frame.module, name)

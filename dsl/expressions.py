@@ -11,7 +11,10 @@ from ..errors import PnetError, ShapeError
 from ..ir.types import is_float
 from . import ast as A
 from .regions import Frame
+from .suggest import did_you_mean
 from .values import Fn, IndexVar, Namespace, Tensor
+
+TENSOR_ATTRIBUTES = ("shape", "ndim", "dtype", "T")
 
 
 class ExpressionsMixin:
@@ -136,6 +139,7 @@ class ExpressionsMixin:
             if k in kwargs:
                 raise PnetError(f"argument '{k}' given twice", v.loc)
             kwargs[k] = self.eval(v, frame)
+        self.warn_swapped(fn, e.args, args, e.kwargs)
         return self.call(fn, args, kwargs, frame, e.loc, e.scope_name)
 
     def ex_AnnotatedExpr(self, e, frame):
@@ -151,7 +155,8 @@ class ExpressionsMixin:
         if isinstance(base, Namespace):
             found = self._module_name(base.module, e.attr)
             if found is None:
-                raise PnetError(f"module '{Path(base.module.file).stem}' has no def '{e.attr}'", e.loc)
+                hint = did_you_mean(e.attr, [d.name for d in base.module.defs])
+                raise PnetError(f"module '{Path(base.module.file).stem}' has no def '{e.attr}'{hint}", e.loc)
             return found
         if isinstance(base, Tensor):
             t = base.type
@@ -167,7 +172,8 @@ class ExpressionsMixin:
                 perm = list(range(t.rank))
                 perm[-1], perm[-2] = perm[-2], perm[-1]
                 return self.emit("transpose", [base], {"perm": perm}, frame, e.loc)
-        raise PnetError(f"{self._show(base)} has no attribute '{e.attr}'", e.loc)
+        hint = did_you_mean(e.attr, TENSOR_ATTRIBUTES) if isinstance(base, Tensor) else ""
+        raise PnetError(f"{self._show(base)} has no attribute '{e.attr}'{hint}", e.loc)
 
     def ex_Subscript(self, e: A.Subscript, frame):
         base = self.eval(e.value, frame)

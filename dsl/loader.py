@@ -6,6 +6,7 @@ from pathlib import Path
 from ..errors import PnetError, escape_text
 from . import ast as A
 from .parser import parse_file
+from .suggest import did_you_mean
 
 STDLIB = Path(__file__).resolve().parent.parent / "stdlib"
 
@@ -24,7 +25,18 @@ def resolve_import(imp: A.Import, importer: str) -> Path:
                 return _check_pnet_suffix(c.resolve(), imp)   # also through a symlink
         except OSError:  # a name the file system refuses (too long, ...): not a module there
             continue
-    raise PnetError(f"cannot find module '{imp.path}' (looked in {', '.join(str(c.parent) for c in candidates)})", imp.loc)
+    hint = "" if imp.is_file else did_you_mean(imp.path, _modules_in(here) + _modules_in(STDLIB))
+    raise PnetError(f"cannot find module '{imp.path}'{hint} (looked in {', '.join(str(c.parent) for c in candidates)})",
+                    imp.loc)
+
+
+def _modules_in(root: Path) -> list[str]:
+    """The dotted names `import` finds under `root` (for "did you mean"), two levels deep as the stdlib is."""
+    try:
+        files = list(root.glob("*.pnet")) + list(root.glob("*/*.pnet"))
+    except OSError:
+        return []
+    return [".".join(f.relative_to(root).with_suffix("").parts) for f in files]
 
 
 def _check_pnet_suffix(path: Path, imp: A.Import) -> Path:

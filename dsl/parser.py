@@ -50,15 +50,47 @@ def _lark() -> Lark:
                 lexer_callbacks={"COMMENT": _comments.append})
 
 
+# What a syntax error says it expected: the grammar's terminals in words a user knows (never `add_op` or `_NL`),
+# each with a rank so the likeliest fixes come first (ends of statements, then operands, operators, brackets).
 _TOKEN_WORDS = {
-    "_NL": "newline", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'",
-    "RBRACE": "'}'", "COMMA": "','", "COLON": "':'", "EQUAL": "'='", "SEMICOLON": "';'", "NAME": "a name",
-    "INT": "an integer", "FLOAT": "a number", "STRING": "a string", "$END": "end of file",
+    "_NL": (0, "end of line"), "SEMICOLON": (0.1, "';'"), "$END": (0, "end of file"),
+    "NAME": (1, "a name"), "INT": (1, "a number"), "FLOAT": (1, "a number"), "STRING": (1, "a string"),
+    "TRUE": (1.1, "true"), "FALSE": (1.1, "false"), "NONE": (1.1, "none"),
+    "ADD_OP": (2, "an operator like + or *"), "MUL_OP": (2, "an operator like + or *"),
+    "AT": (2, "an operator like + or *"), "POW": (2, "an operator like + or *"),
+    "CMP_OP": (2.1, "a comparison like == or <"), "AND": (2.2, "'and'"), "OR": (2.2, "'or'"), "NOT": (2.2, "'not'"),
+    "RPAR": (3, "')'"), "RSQB": (3, "']'"), "RBRACE": (3, "'}'"), "COMMA": (3, "','"),
+    "LPAR": (3, "'('"), "LSQB": (3, "'['"), "LBRACE": (3, "'{'"), "COLON": (3, "':'"), "EQUAL": (3, "'='"),
+    "DOT": (3, "'.'"), "ELLIPSIS": (3, "'...'"),
+    "DTYPE": (4, "a dtype like f32[...]"), "SCALAR_TYPE": (4, "a type like int or float"),
+    "REDUCER": (4, "a reduction like sum(...)"),
 }
+_ANON_WORDS = {"->": "'->'", "..": "'..'"}   # lark names these __ANON_n; their patterns say what they are
 
 
-def _describe(tok_type: str) -> str:
-    return _TOKEN_WORDS.get(tok_type, tok_type.lower() if tok_type.isupper() and not tok_type.startswith("__") else tok_type)
+def _describe(tok_type: str) -> tuple[int, str]:
+    if tok_type in _TOKEN_WORDS:
+        return _TOKEN_WORDS[tok_type]
+    pattern = _terminal_patterns().get(tok_type, "")
+    if pattern in _ANON_WORDS:
+        return 3, _ANON_WORDS[pattern]
+    if tok_type.isalpha() and tok_type.isupper():   # a keyword: IMPORT, DEF, RETURN, ... is the word itself
+        return 5, f"'{tok_type.lower()}'"
+    return 6, "'" + pattern + "'" if pattern else tok_type.lower()
+
+
+@lru_cache(maxsize=None)
+def _terminal_patterns() -> dict[str, str]:
+    """Each terminal's literal text where it has one (`__ANON_0` -> `->`)."""
+    return {t.name: t.pattern.value for t in _lark().terminals if t.pattern.type == "str"}
+
+
+def _expected(types) -> str:
+    words = sorted({_describe(t) for t in types if not t.startswith("__IGNORE")})
+    shown = list(dict.fromkeys(w for _, w in words))   # two terminals may share a word (INT, FLOAT)
+    if not shown:
+        return ""
+    return f" (expected {', '.join(shown[:6])}{', ...' if len(shown) > 6 else ''})"
 
 
 def _syntax_error(err: UnexpectedInput, file: str, lines: list[str]) -> PnetError:
@@ -66,9 +98,7 @@ def _syntax_error(err: UnexpectedInput, file: str, lines: list[str]) -> PnetErro
     if isinstance(err, UnexpectedToken):
         tok = err.token
         got = "end of file" if tok.type == "$END" else f"'{tok.value}'" if tok.type != "_NL" else "end of line"
-        expected = sorted({_describe(t) for t in err.accepts or err.expected if not t.startswith("__")})
-        hint = f" (expected {', '.join(expected[:6])}{', ...' if len(expected) > 6 else ''})" if expected else ""
-        msg = f"syntax error: unexpected {got}{hint}"
+        msg = f"syntax error: unexpected {got}{_expected(err.accepts or err.expected)}"
         if tok.type == "$END":
             line, col = len(lines), len(lines[-1]) + 1 if lines else 1
     elif isinstance(err, UnexpectedCharacters):

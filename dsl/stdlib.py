@@ -1,7 +1,10 @@
-"""The standard library's index: every .pnet file under stdlib/, its models, paper title and seed."""
+"""The standard library's index: every .pnet file under stdlib/, its models, paper title, seed and small test
+configuration (`# test: --set k=v ...`), and a model found by name (`pnet check stdlib:gpt2`)."""
 from __future__ import annotations
 
+import difflib
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,54 +42,68 @@ def entries() -> list[Entry]:
 
 
 def find(name: str) -> Entry:
-    for e in entries():
+    rows = entries()
+    for e in rows:
         if e.name == name or e.path.stem == name:
             return e
-    raise UsageError(f"no stdlib model named '{name}' (see `pnet stdlib list`)")
+    raise UsageError(f"no stdlib model named '{name}'{did_you_mean(name, rows)} (see `pnet stdlib list`)")
 
 
-# ---- coverage against the paper catalogues ------------------------------------------------------------
-_ROW = re.compile(r"^\|\s*(\d+)\s*\|(.*)\|\s*$")
+def find_or_none(name: str) -> Entry | None:
+    return next((e for e in entries() if e.name == name or e.path.stem == name), None)
 
 
-def default_catalogue_dir() -> Path | None:
-    """`../shared/papers` beside the checkout, where the corpus catalogues live."""
-    for base in (STDLIB.parent, Path.cwd()):
-        d = base.parent / "shared" / "papers"
-        if d.is_dir():
-            return d
+def did_you_mean(name: str, rows: list[Entry] | None = None) -> str:
+    """'; did you mean 'gpt2'?' for a misspelt model name, or '' when nothing is close."""
+    names = sorted({n for e in (rows if rows is not None else entries()) for n in (e.name, e.path.stem)})
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+_TEST = re.compile(r"^#\s*test:\s*(.*)$")
+
+
+def small_config(path: Path) -> dict[str, str] | None:
+    """A file's small test configuration, the `# test: --set k=v --set k2=v2` line of its header, as overrides
+    ({'k': 'v', ...}); None when the file has none. The stdlib sweep and `--test-config` both read it here."""
+    for line in Path(path).read_text(encoding="utf-8").splitlines()[:30]:
+        m = _TEST.match(line)
+        if not m:
+            continue
+        out = {}
+        for part in shlex.split(m.group(1)):
+            if part == "--set":
+                continue
+            k, eq, v = part.partition("=")
+            if not eq or not k.isidentifier():
+                raise UsageError(f"{path}: '# test:' line: expected --set KEY=VALUE, got '{part}'")
+            out[k] = v
+        return out
     return None
 
 
-def catalogue(path: Path) -> list[tuple[int, str, bool]]:
-    """(number, title, stdlib-yes) for every row of a catalogue table."""
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        m = _ROW.match(line)
-        if not m:
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 7:
-            continue
-        rows.append((int(cells[0]), cells[1], cells[-1].lower().startswith("yes")))
-    return rows
+# ---- coverage against the seed-paper index ------------------------------------------------------------
+def seed_refs(entry: Entry) -> list[str]:
+    """The `NNN#K` references of a file's `# seed:` line."""
+    return [r.strip() for r in entry.seed.split(",") if re.fullmatch(r"\d+#\d+", r.strip())]
 
 
-def coverage(papers_dir: Path) -> list[dict]:
-    """Per catalogue file: how many `stdlib: yes` papers have a model (by `# seed: NNN#K` headers)."""
+def coverage(papers_dir: Path | None = None) -> list[dict]:
+    """Per seed catalogue: how many `stdlib: yes` papers have a model (by `# seed: NNN#K` headers). The papers
+    come from the project's index (stdlib/catalogue.tsv), or from the catalogue tables in `papers_dir`."""
+    from . import catalogue
+    papers = catalogue.from_markdown_dir(papers_dir) if papers_dir is not None else catalogue.read()
     modelled: dict[str, set[int]] = {}
     for e in entries():
-        for ref in e.seed.split(","):
-            if "#" in ref:
-                f, _, k = ref.strip().partition("#")
-                if k.isdigit():
-                    modelled.setdefault(f, set()).add(int(k))
+        for ref in seed_refs(e):
+            f, _, k = ref.partition("#")
+            modelled.setdefault(f, set()).add(int(k))
     out = []
-    for path in sorted(papers_dir.glob("*.md")):
-        rows = catalogue(path)
-        yes = {k for k, _, y in rows if y}
-        have = modelled.get(path.stem, set())
-        out.append({"catalogue": path.name, "papers": len(rows), "stdlib_yes": len(yes),
+    for name in sorted({p.catalogue for p in papers}):
+        rows = [p for p in papers if p.catalogue == name]
+        yes = {int(p.ref.partition("#")[2]) for p in rows if p.stdlib}
+        have = modelled.get(name, set())
+        out.append({"catalogue": name, "papers": len(rows), "stdlib_yes": len(yes),
                     "modelled_yes": len(yes & have), "modelled_total": len(have),
                     "missing": sorted(yes - have)})
     return out

@@ -53,3 +53,15 @@ def table_lookup(n: Node | None) -> bool:
     return (n is not None and n.op == "take" and n.attrs["axis"] == 0 and n.inputs[0].type.rank == 1
             and is_float(n.inputs[0].type.dtype) and n.inputs[1].producer is not None
             and n.inputs[1].producer.op == "const" and isinstance(n.inputs[1].producer.attrs["value"], list))
+
+
+def frozen_params(graph: Graph) -> set[str]:
+    """Parameters used only as batchnorm running statistics: not trained by gradient descent (like torch's
+    running_mean/var buffers), so they get requires_grad=False while staying in state_dict."""
+    stats, other = set(), set()
+    for n in graph.walk():
+        for i, v in enumerate(n.inputs):
+            (stats if n.op == "batchnorm" and i in (1, 2) else other).add(v)
+    for _, v in graph.outputs:
+        other.add(v)
+    return {p.name for p in graph.params if p.value in stats and p.value not in other}

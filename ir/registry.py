@@ -42,6 +42,11 @@ class OpDef:
     # the lowering when the output is an integer, where it differs (floor division); None: `triton` serves
     # integers too if the op is exact integer arithmetic in a kernel (passes/fuse.INT_POINTWISE), else no kernel
     triton_int: Callable | None = None
+    # the vector-Jacobian product, written as IR (passes/autodiff.py): (emitter, node, output cotangents) ->
+    # one cotangent per input (None: no gradient flows there). None: the op has no gradient, and `no_grad`
+    # says why (a gradient zero almost everywhere, ...); ops whose outputs are not floats never need one.
+    vjp: Callable | None = None
+    no_grad: str = ""
 
     @property
     def variadic(self) -> bool:
@@ -114,15 +119,30 @@ def parse_signature(sig: str) -> list[tuple[str, str]]:
 
 
 def register(name: str, sig: str, *, infer, ref, kind="elementwise", attrs=None, flops=None,
-             torch=None, doc="", triton=None, triton_int=None) -> OpDef:
+             torch=None, doc="", triton=None, triton_int=None, vjp=None, no_grad="") -> OpDef:
     if name in OPS:
         raise ValueError(f"op {name} registered twice")
     if kind not in KINDS:
         raise ValueError(f"op {name}: unknown kind {kind}")
     opdef = OpDef(name, parse_signature(sig), dict(attrs or {}), infer, ref, kind, flops, torch, doc, triton=triton,
-                  triton_int=triton_int)
+                  triton_int=triton_int, vjp=vjp, no_grad=no_grad)
     OPS[name] = opdef
     return opdef
+
+
+def vjp(*names: str):
+    """Decorator: the gradient rule of ops `names` (see OpDef.vjp), written next to their registration."""
+    def attach(fn):
+        for name in names:
+            OPS[name].vjp = fn
+        return fn
+    return attach
+
+
+def no_grad(reason: str, *names: str) -> None:
+    """Declare ops `names` non-differentiable: a gradient through one is an error that gives `reason`."""
+    for name in names:
+        OPS[name].no_grad = reason
 
 
 def get(name: str) -> OpDef:

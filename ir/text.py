@@ -64,7 +64,7 @@ def print_graph(graph: Graph) -> str:
         extra = _annots(p.annotations) + _loc(p.loc)
         lines.append(f"  param {names.define(p.value, p.name)}: {p.value.type} = {p.init.fn}({', '.join(init_args)}){extra}")
     _print_nodes(graph, names, lines, "  ")
-    lines.append("  return " + ", ".join(f"{n}={names[v]}" for n, v in graph.outputs))
+    lines.append("  return " + ", ".join(f"{_out_name(n)}={names[v]}" for n, v in graph.outputs))
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -118,6 +118,11 @@ def parse_graph(text: str, file: str = "<ir>") -> Graph:
         if isinstance(e.orig_exc, PnetError):
             raise (e.orig_exc if e.orig_exc.loc else e.orig_exc.with_loc(loc)) from None
         raise PnetError(f"bad IR: {e.orig_exc}", loc) from None
+
+
+def _out_name(name: str) -> str:
+    """An output's name as IR text: bare when an identifier, else quoted (`"grad.w"`, from grad_graph)."""
+    return name if name.isidentifier() else '"' + escape_text(name, quotes='"') + '"'
 
 
 def _unquote(s: str) -> str:
@@ -250,7 +255,8 @@ class _Build(Transformer):
         return ("yield", [self._use(self._var(v)) for v in c if v is not None])
 
     def outname(self, c):
-        return (str(c[0]), self._use(self._var(c[1])))
+        name = str(c[0])
+        return (_unquote(name) if name.startswith('"') else name, self._use(self._var(c[1])))
 
     def annot(self, c):
         name, *vals = c

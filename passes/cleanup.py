@@ -4,6 +4,7 @@ Each takes a graph and returns a new one (the input is not modified)."""
 from __future__ import annotations
 
 import numpy as np
+import sympy
 
 from ..ir import registry
 from ..ir.graph import Graph, Node, Uses, clone
@@ -85,7 +86,8 @@ def _fold(g: Graph):
             _fold(n.body)
             continue
         if n.op == "const":
-            consts[n.outputs[0]] = n
+            if not _symbolic(n.attrs["value"]):   # a value over dims (mean's 1/(2*B) in a gradient) stays an op
+                consts[n.outputs[0]] = n
             continue
         if any(v not in consts for v in n.inputs if v is not None) or len(n.outputs) != 1:
             continue
@@ -108,6 +110,12 @@ def _fold(g: Graph):
         n.op, n.inputs = "const", []
         n.attrs = {"value": out.item() if out.ndim == 0 else out.tolist(), "dtype": out_type.dtype, "shape": list(out_type.shape)}
         consts[n.outputs[0]] = n
+
+
+def _symbolic(value) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(_symbolic(v) for v in value)
+    return isinstance(value, sympy.Basic) and bool(value.free_symbols)
 
 
 def _small_const(node) -> bool:

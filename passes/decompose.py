@@ -37,6 +37,7 @@ import sympy
 
 from ..ir import registry
 from ..ir.analysis import table_lookup
+from ..ir.builder import Emitter
 from ..ir.graph import Graph, Node, Uses, Value, clone
 from ..ir.types import concretize, dims_equal, is_float, numel
 
@@ -67,51 +68,13 @@ def _sink_index_maps(g: Graph):
             continue
         c = src.inputs[1].producer
         moved = np.asarray(registry.get(n.op).ref(np.asarray(c.attrs["value"], np.int64), **concretize(n.attrs, {})))
-        e = _Emitter(n)
+        e = Emitter(n)
         idx = e("const", [], value=moved.tolist(), dtype="i32" if moved.size and moved.max() < 2**31 else "i64",
                 shape=list(moved.shape))
         y = e("take", [src.inputs[0], idx], axis=0)
         out += e.nodes
         uses.replace(n.outputs[0], y)
     g.nodes = out
-
-
-class _Emitter:
-    """Builds the replacement nodes of one op (placed in the graph only when the rule succeeds)."""
-
-    def __init__(self, anchor: Node):
-        self.anchor = anchor
-        self.nodes: list[Node] = []
-
-    def __call__(self, op: str, inputs, **attrs) -> Value:
-        opdef = registry.get(op)
-        attrs = opdef.bind_attrs(attrs)
-        types = opdef.infer_types([v.type if v is not None else None for v in inputs], attrs)
-        a = self.anchor
-        node = Node(op, list(inputs), attrs, [], a.loc, a.scope, a.annotations)
-        node.outputs = [Value(t, node) for t in types]
-        self.nodes.append(node)
-        return node.outputs[0]
-
-    def const(self, value, dtype: str) -> Value:
-        return self("const", [], value=value, dtype=dtype, shape=[])
-
-    def channel(self, v: Value, rank: int) -> Value:
-        """A [C] vector shaped [C, 1, ...] to broadcast along axis 1 of a rank-`rank` tensor (expand_dims:
-        a view even of a strided value, where a reshape would be a copy)."""
-        for _ in range(rank - 2):
-            v = self("expand_dims", [v], axis=-1)
-        return v
-
-    def like(self, y: Value, out: Value) -> Value:
-        """`y` with exactly the type of `out` (a cast if the dtype differs, a reshape view if the
-        shape is only symbolically equal)."""
-        t = out.type
-        if y.type.dtype != t.dtype:
-            y = self("cast", [y], dtype=t.dtype)
-        if tuple(y.type.shape) != tuple(t.shape):
-            y = self("reshape", [y], shape=list(t.shape))
-        return y
 
 
 def _decompose(g: Graph):
@@ -125,7 +88,7 @@ def _decompose(g: Graph):
         rule = _RULES.get(n.op)
         y = None
         if rule is not None and len(n.outputs) == 1:
-            e = _Emitter(n)
+            e = Emitter(n)
             try:
                 y = rule(e, n)
             except Exception:  # a shape the rewrite's ops refuse: keep the op as it is
@@ -154,7 +117,7 @@ def _same(y: Value, out: Value) -> bool:
 
 
 # ---- rules: each returns the replacement value, or None to keep the op -------------------------------
-def _batchnorm(e: _Emitter, n: Node):
+def _batchnorm(e: Emitter, n: Node):
     x, mean, var, w, b = (list(n.inputs) + [None] * 5)[:5]
     rank = x.type.rank
     eps = e.const(float(n.attrs["eps"]), var.type.dtype)
@@ -167,14 +130,14 @@ def _batchnorm(e: _Emitter, n: Node):
     return y
 
 
-def _global_avg_pool(e: _Emitter, n: Node):
+def _global_avg_pool(e: Emitter, n: Node):
     x = n.inputs[0]
     if x.type.rank <= 2:
         return None
     return e("mean", [x], axis=list(range(2, x.type.rank)), keepdims=False)
 
 
-def _groupnorm(e: _Emitter, n: Node):
+def _groupnorm(e: Emitter, n: Node):
     x, w, b = (list(n.inputs) + [None] * 3)[:3]
     shape = tuple(x.type.shape)
     groups = sympy.sympify(n.attrs["groups"])
@@ -189,7 +152,7 @@ def _groupnorm(e: _Emitter, n: Node):
     return y
 
 
-def _matmul(e: _Emitter, n: Node):
+def _matmul(e: Emitter, n: Node):
     a, b = n.inputs
     if a.type.rank >= 2 and b.type.rank >= 2:
         return None
@@ -204,7 +167,7 @@ def _matmul(e: _Emitter, n: Node):
 
 
 def _pool(reduce_op):
-    def rule(e: _Emitter, n: Node):
+    def rule(e: Emitter, n: Node):
         x = n.inputs[0]
         (kh, kw), stride, padding = n.attrs["kernel"], list(n.attrs["stride"]), list(n.attrs["padding"])
         if not all(isinstance(v, int) for v in [kh, kw] + stride + padding):
@@ -218,7 +181,7 @@ def _pool(reduce_op):
     return rule
 
 
-def _window_pool(e: _Emitter, n: Node, reduce_op: str):
+def _window_pool(e: Emitter, n: Node, reduce_op: str):
     """Any window: the max / mean of the kh * kw strided slices of the padded input (views), one
     pointwise kernel. Max pads by replicating the edge instead of with -inf: padding is at most half
     the kernel, so a window that holds a padded position also holds the edge element it copies."""
@@ -243,7 +206,7 @@ def _window_pool(e: _Emitter, n: Node, reduce_op: str):
     return acc
 
 
-def _prod(e: _Emitter, n: Node):
+def _prod(e: Emitter, n: Node):
     """A product over few numeric-size axes: the mul chain of the slices (views), one pointwise kernel."""
     import itertools
     x = n.inputs[0]
@@ -262,7 +225,7 @@ def _prod(e: _Emitter, n: Node):
 
 
 # ---- einsum ---------------------------------------------------------------------------------------
-def _einsum(e: _Emitter, n: Node):
+def _einsum(e: Emitter, n: Node):
     lhs, out = n.attrs["equation"].split("->")
     specs = lhs.split(",")
     xs = list(n.inputs)
@@ -303,14 +266,14 @@ def _einsum(e: _Emitter, n: Node):
     return cur
 
 
-def _sum_out(e: _Emitter, v: Value, spec: str, keep: set):
+def _sum_out(e: Emitter, v: Value, spec: str, keep: set):
     axes = [i for i, ch in enumerate(spec) if ch not in keep]
     if not axes:
         return v, spec
     return e("sum", [v], axis=axes, keepdims=False), "".join(ch for ch in spec if ch in keep)
 
 
-def _align(e: _Emitter, v: Value, spec: str, order: list):
+def _align(e: Emitter, v: Value, spec: str, order: list):
     """`v` (indexed by `spec`) transposed to the letters of `order`, with a size-1 axis at each None."""
     perm = [spec.index(ch) for ch in order if ch is not None]
     if perm != list(range(len(perm))):
@@ -321,7 +284,7 @@ def _align(e: _Emitter, v: Value, spec: str, order: list):
     return v
 
 
-def _merge(e: _Emitter, v: Value, start: int, count: int) -> Value:
+def _merge(e: Emitter, v: Value, start: int, count: int) -> Value:
     shape = list(v.type.shape)
     return e("reshape", [v], shape=shape[:start] + [sympy.simplify(numel(shape[start:start + count]))] + shape[start + count:])
 
@@ -346,7 +309,7 @@ def _transposes(sa: str, sb: str, keep: set) -> int:
     return moved(sa, a_order) + moved(sb, b_order)
 
 
-def _contract2(e: _Emitter, a: Value, sa: str, b: Value, sb: str, keep: set):
+def _contract2(e: Emitter, a: Value, sa: str, b: Value, sb: str, keep: set):
     a, sa = _sum_out(e, a, sa, keep | set(sb))
     b, sb = _sum_out(e, b, sb, keep | set(sa))
     if _transposes(sb, sa, keep) < _transposes(sa, sb, keep):  # the orientation that keeps operands in place
@@ -377,7 +340,7 @@ def _contract2(e: _Emitter, a: Value, sa: str, b: Value, sb: str, keep: set):
     return y, "".join(batch + left + right)
 
 
-def _dynamic_scale(e: _Emitter, n: Node):
+def _dynamic_scale(e: Emitter, n: Node):
     """absmax: max|x| over the axes / qmax; absmean: mean|x|; a zero scale becomes 1 (ir/ops/quant.py):
     a reduction kernel and a pointwise one (the division is correctly rounded, as in the reference)."""
     from ..ir.ops.common import norm_axes
@@ -396,7 +359,7 @@ def _dynamic_scale(e: _Emitter, n: Node):
     return e("where", [e("gt", [s, e.const(0.0, dtype)]), s, e.const(1.0, dtype)])
 
 
-def _block_scaled(e: _Emitter, n: Node):
+def _block_scaled(e: Emitter, n: Node):
     """quantize / dequantize / fake_quant with group-wise scales (a scale dim S that is a proper divisor of
     the tensor's dim D covers blocks of D/S): split each such axis into [S, D/S] and give the scale a
     1 there, so the scale broadcasts like any operand (reshapes of contiguous values are views)."""
@@ -422,7 +385,7 @@ def _block_scaled(e: _Emitter, n: Node):
     return e("reshape", [y], shape=shape)
 
 
-def _topk_mask(e: _Emitter, n: Node):
+def _topk_mask(e: Emitter, n: Node):
     """Keep the k largest |x| along the axis (ties: lower index; NaN counts as largest): with (t, j) the value
     and index of the k-th of `topk(|x|)` (a stable key sort), x_i is kept iff its key ranks at or before
     (t, j): |x_i| is NaN (when t is not), or |x_i| > t, or |x_i| == t and i <= j; zero elsewhere."""

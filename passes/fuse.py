@@ -170,8 +170,9 @@ def broadcasts_to(shape, out_shape) -> bool:
 QUANT_POINTWISE = {"quantize", "fake_quant"}
 
 
-# integer arithmetic that wraps the same in a kernel as in NumPy (index math: offsets, strides, counts)
-INT_POINTWISE = {"add", "sub", "mul", "neg", "maximum", "minimum"}
+# integer arithmetic that wraps the same in a kernel as in NumPy (index math: offsets, strides, counts), and the
+# selection of integers (max_pool's backward picks window positions with where)
+INT_POINTWISE = {"add", "sub", "mul", "neg", "maximum", "minimum", "where"}
 
 
 def plan(graph: Graph, fuse: bool = True) -> KernelPlan:

@@ -14,7 +14,9 @@ Properties (each a function raising `PropertyFailed`; tests/test_properties.py r
 - lossy:      weight-only quantization and sparsification rewrite what they can, and every backend agrees
               with the rewritten graph's reference (check_lossy).
 - memory:     sizes that cannot fit are refused from the shapes, with the same PnetError on every backend
-              (check_memory: a dim of 10**13, and a limit one byte under the run's need).
+              (check_memory: a dim of 10**13, and a limit one byte under the run's need);
+- grad:       the program differentiated (grad_graph) agrees on the reference (f64), with torch.autograd (f64) and
+              on the Triton backend (testing/fuzz_grad.py; programs it cannot differentiate are counted, not failed).
 A program whose float64 reference is not finite (or huge) is *discarded*, not failed.
 
 `pnet fuzz` generates with hypothesis when it is installed (failures shrink to a minimal program) and with
@@ -31,46 +33,19 @@ import signal
 import sys
 import time
 import warnings
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .fuzz_core import HUGE, Discard, PropertyFailed, Reference, check_ir, usable_float_output  # noqa: F401
 from .generate import Program
 from .tolerance import assert_outputs_close
 
-PROPERTIES = ("compile", "source", "ir", "passes", "idempotent", "torch", "triton", "lossy", "memory")   # + one per backend
-HUGE = 1e6
-
-
-class PropertyFailed(AssertionError):
-    def __init__(self, prop: str, message: str):
-        super().__init__(f"[{prop}] {message}")
-        self.prop = prop
-        self.message = message
-
-    @property
-    def signature(self) -> str:
-        """What kind of failure this is (failures of one kind are saved once)."""
-        msg = re.sub(r"\b[vxphty]\w*\d+\b", "V", self.message)       # generated names
-        msg = re.sub(r"\b\w+ RMSE .*", "RMSE", msg)
-        msg = re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "N", msg)
-        msg = re.sub(r"<fuzz>:N:N: ", "", msg)
-        return f"{self.prop}: {msg[:90]}"
-
-
-class Discard(Exception):
-    """The program is fine but useless as a test (its reference is not finite, or ill-conditioned)."""
-
-
-@dataclass
-class Reference:
-    inputs: dict
-    params: dict
-    ref32: dict
-    ref64: dict
-    error: Exception | None = None   # the reference's located run-time error: every backend must raise it too
+PROPERTIES = ("compile", "source", "ir", "passes", "idempotent", "torch", "triton", "lossy", "memory",
+              "grad")   # + one per backend
 
 
 def _reference_error(run):
@@ -146,7 +121,7 @@ def reference(graph, prog: Program) -> Reference:
     for name, r64 in ref64.items():
         r32 = ref32[name]
         if r64.dtype.kind == "f":
-            _usable_float_output(name, r32, r64, prog.specials)
+            usable_float_output(name, r32, r64, prog.specials)
         elif not np.array_equal(r32, r64):
             if prog.specials:   # a value that overflows in float32 only flipped a comparison: ill-conditioned
                 raise Discard(f"integer output {name} differs between the float32 and float64 references")
@@ -179,20 +154,6 @@ def with_special_values(inputs: dict, seed: int) -> dict:
     return out
 
 
-def _usable_float_output(name, r32, r64, specials: bool) -> None:
-    """Discard an output useless as a test: non-finite (unless the program's inputs hold special values on
-    purpose: then the float32 and float64 references must agree on the non-finite pattern) or huge."""
-    from .tolerance import nonfinite_mismatch
-    if not specials and not (np.all(np.isfinite(r64)) and np.all(np.isfinite(r32))):
-        raise Discard(f"output {name} is not finite")
-    if specials and nonfinite_mismatch(r32, r64):
-        raise Discard(f"output {name} overflows (or is NaN) in float32 only")
-    if specials:   # huge values are among the injected ones; the tolerance floor scales with them
-        return
-    if r64.size and float(np.max(np.abs(r64))) > HUGE:
-        raise Discard(f"output {name} is huge")
-
-
 def _strip_locs(text: str) -> str:
     return re.sub(r' loc\("(?:[^"\\]|\\.)*":\d+:\d+\)', "", text)
 
@@ -218,20 +179,6 @@ def check_source(prog: Program, graph) -> None:
         raise PropertyFailed("source", f"{type(e).__name__}: {e}") from None
     if _strip_locs(print_graph(again)) != _strip_locs(print_graph(graph)):
         raise PropertyFailed("source", "the formatted program elaborates to different IR")
-
-
-def check_ir(graph, what: str = "elaborated graph") -> None:
-    from ..ir.text import parse_graph, print_graph
-    from ..passes.verify import verify
-    try:
-        text = print_graph(graph)
-        back = parse_graph(text)
-        verify(back)
-        again = print_graph(back)
-    except Exception as e:  # noqa: BLE001
-        raise PropertyFailed("ir", f"{what}: {type(e).__name__}: {e}") from None
-    if again != text:
-        raise PropertyFailed("ir", f"{what}: print -> parse -> print is not a fixed point")
 
 
 def run_then_compare(prop: str, ref: Reference, label: str, run, disagree: str | None = None, compare=None,
@@ -562,6 +509,7 @@ def _to_numpy(t):
 class Outcome:
     discarded: str | None = None
     ran: list = field(default_factory=list)
+    not_differentiated: str | None = None   # why the grad property did not differentiate the program
 
 
 def check_program(prog: Program, properties=PROPERTIES, backends=("numpy", "torch")) -> Outcome:
@@ -579,7 +527,7 @@ def check_program(prog: Program, properties=PROPERTIES, backends=("numpy", "torc
         check_idempotent(graph)
         out.ran.append("idempotent")
     extra = [b for b in backends if b != "numpy" and b in properties]
-    if "passes" not in properties and not extra and "memory" not in properties:
+    if "passes" not in properties and not extra and "memory" not in properties and "grad" not in properties:
         return out
     try:
         ref = reference(graph, prog)
@@ -598,6 +546,10 @@ def check_program(prog: Program, properties=PROPERTIES, backends=("numpy", "torc
     if "memory" in properties:
         check_memory(prog, graph, ref, backends)
         out.ran.append("memory")
+    if "grad" in properties:
+        from .fuzz_grad import check_grad
+        out.not_differentiated = check_grad(prog, graph, ref, backends)
+        out.ran.append("grad")
     return out
 
 
@@ -622,6 +574,7 @@ class _State:
         self.failures: dict[str, Path] = {}     # signature -> saved file
         self.repeats = 0
         self.ops: set[str] = set()
+        self.grad: Counter = Counter()        # the grad property: differentiated, or why not
         self.last_print = 0.0
         self.tty = sys.stderr.isatty()
 
@@ -672,6 +625,8 @@ def _one(state: _State, prog: Program, only: str | None = None):
         outcome = check_program(prog, properties=props, backends=state.backends)
         if outcome.discarded:
             state.discarded += 1
+        elif "grad" in outcome.ran:
+            state.grad[outcome.not_differentiated or "differentiated"] += 1
         return None
     except _Timeout:
         fail = PropertyFailed("timeout", f"a program took over {state.args.timeout:g} s")
@@ -745,6 +700,8 @@ def long_run(args, names: list[str]) -> int:
           f"discarded: {state.discarded}  ops exercised: {len(ops) - len(missing)}/{len(ops)}"
           + (f" (not: {', '.join(missing)})" if missing else "")
           + (f"  constructs: {', '.join(extras)}" if extras else ""))
+    from .fuzz_grad import summary
+    print(summary(state.grad))
     for sig, path in state.failures.items():
         print(f"  {path}: {sig}")
     return 1 if state.failures else 0

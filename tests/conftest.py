@@ -26,16 +26,10 @@ def model_files() -> list[Path]:
 
 
 def small_config(path: Path) -> dict:
-    """A file's small test configuration: a `# test: --set k=v k2=v2` line in its header."""
-    for line in path.read_text().splitlines()[:30]:
-        m = re.match(r"^#\s*test:\s*(.*)$", line)
-        if m:
-            out = {}
-            for part in m.group(1).replace("--set", " ").split():
-                k, v = part.split("=", 1)
-                out[k] = v
-            return out
-    return {}
+    """A file's small test configuration: a `# test: --set k=v k2=v2` line in its header (read by the package,
+    which `--test-config` uses too)."""
+    from pnet.dsl.stdlib import small_config as header_config
+    return header_config(path) or {}
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ def _start_method() -> str:
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def _run_ranks(mp, out_dir, attempts: int = 2, deadline_s: float = 180.0):
+def _run_ranks(mp, out_dir, attempts: int = 2, deadline_s: float = 600.0):
     """Start both ranks and wait for them, with a deadline: a rank can wait forever in gloo's rendezvous when
     its peer died early (a port taken between _free_port and the bind, or a fork that inherited a held
     lock). Such an attempt is killed and retried on a fresh port with spawned (not forked) ranks; a hang is

@@ -106,6 +106,84 @@ def test_sizes_that_cannot_fit_are_refused_alike_by_every_backend(prog):
     F.check_memory(prog, graph, reference(prog, graph), backends)
 
 
+@pytest.mark.skipif(TORCH_MISSING is not None, reason=f"torch backend: {TORCH_MISSING}")
+@examples(40)
+@given(programs())
+def test_gradients_of_generated_programs_agree(prog):
+    """The grad property (testing/fuzz_grad.py): the program differentiated by the autodiff pass, run by the
+    reference in float64, matches torch.autograd (float64) on the original module, and the Triton backend runs the
+    same gradient graph within tolerance. Programs it cannot differentiate (an op without a gradient, ...) are
+    rejected, so every example counts."""
+    from pnet.testing.fuzz_grad import check_grad
+    graph = F.compile_program(prog)
+    backends = ("numpy", "torch") + (() if TRITON_MISSING else ("triton",))
+    if check_grad(prog, graph, reference(prog, graph), backends) is not None:
+        reject()
+
+
+GRAD_PROGRAM = """model m() {
+  input x: f32[3, 4]
+  param w: f32[4, 2]
+  output y = tanh(x @ w) * 2.0
+  output n = argmax(x, axis=-1)
+}
+"""
+
+
+def _grad_program(src: str = GRAD_PROGRAM):
+    prog = Program(src, seed=3)
+    graph = F.compile_program(prog)
+    return prog, graph, F.reference(graph, prog)
+
+
+@pytest.mark.skipif(TORCH_MISSING is not None, reason=f"torch backend: {TORCH_MISSING}")
+def test_grad_property_catches_a_wrong_rule(monkeypatch):
+    """Not vacuous: a gradient rule off by a factor fails the property against torch.autograd (and Triton runs the
+    same wrong gradient graph, so only torch can tell)."""
+    from pnet.ir import registry
+    from pnet.testing.fuzz_grad import check_grad
+    prog, graph, ref = _grad_program()
+    assert check_grad(prog, graph, ref, ("numpy", "torch")) is None   # y differentiated, n (an index) not
+    tanh = registry.get("tanh")
+    rule = tanh.vjp
+    monkeypatch.setattr(tanh, "vjp", lambda e, n, cts: [e("mul", [g, e.const(1.5, g.type.dtype)])
+                                                        for g in rule(e, n, cts)])
+    with pytest.raises(F.PropertyFailed, match="torch disagrees .* also off the kinks"):
+        check_grad(prog, graph, ref, ("numpy", "torch"))
+
+
+def test_grad_property_counts_what_it_cannot_differentiate():
+    """An op without a gradient on the path, a program with nothing to differentiate: reasons, not failures."""
+    from pnet.testing.fuzz_grad import check_grad
+    prog, graph, ref = _grad_program(GRAD_PROGRAM.replace("tanh(x @ w)", "sign(x @ w)"))
+    assert check_grad(prog, graph, ref, ("numpy",)) == "sign has no gradient"
+    prog, graph, ref = _grad_program("model m() {\n  input x: i32[3]\n  output y = x + 1\n}\n")
+    assert check_grad(prog, graph, ref, ("numpy",)) == "no float output"
+
+
+def test_grad_property_forgives_only_kinks():
+    """A disagreement that vanishes once the inputs are moved off the kinks (a relu at exactly 0) is forgiven; one
+    that persists fails."""
+    import numpy as np
+    from pnet.testing import fuzz_grad as G
+    prog, graph, ref = _grad_program()
+    from pnet.passes.autodiff import grad_graph
+    gg = grad_graph(graph, cotangents=["y"], wrt=["x", "w"])
+    run = G._Run(graph, gg, ref.inputs, ref.params, {"cotangent.y": np.ones((3, 2))}, {"grad.x": "x", "grad.w": "w"})
+    seen = []
+
+    def at_the_kink(r):
+        seen.append(r)
+        assert r is not run, "one-sided gradients differ"
+    G._check(run, 0, "torch", at_the_kink)
+    assert len(seen) == 2 and not np.array_equal(seen[1].inputs["x"], run.inputs["x"])
+
+    def everywhere(r):
+        raise AssertionError("a wrong rule")
+    with pytest.raises(F.PropertyFailed, match="also off the kinks: a wrong rule"):
+        G._check(run, 0, "torch", everywhere)
+
+
 # ---- the generator covers the registry -----------------------------------------------------------------------
 def test_every_op_can_be_generated():
     """Every registry op (kinds other than control/source) is generated, by its sampler in

@@ -271,8 +271,9 @@ def test_op_forward(name, i):
 
 NOT_DIFFERENTIABLE = {"floor", "round", "sign", "heaviside"}  # zero almost everywhere: checked all the same
 # quantization-aware training's straight-through estimators: their gradient is by definition not the derivative
-# (tests/test_quantize.py checks it is the identity inside the range and zero where values saturate)
-STRAIGHT_THROUGH = {"fake_quant", "sign_quant"}
+# (tests/test_quantize.py checks it is the identity inside the range and zero where values saturate); and the ops
+# that steer gradients on purpose (tests/test_autodiff.py checks stop_gradient and straight_through)
+STRAIGHT_THROUGH = {"fake_quant", "sign_quant", "stop_gradient", "straight_through"}
 
 
 def _cases_where(applies) -> list:

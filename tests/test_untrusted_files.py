@@ -110,7 +110,8 @@ def test_nan_in_weights_is_a_one_line_warning(tmp_path, capsys):
     np.savez(w, w=np.array([[1, np.nan], [np.inf, 0], [1, 2]], np.float32))
     assert main(["run", str(src), "--params", str(w), "-o", str(tmp_path / "o.npz")]) == 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"pnet: warning: {w}: parameter 'w' has 2 NaN/Inf values"]
+    assert err[0] == f"pnet: warning: {w}: parameter 'w' has 2 NaN/Inf values"
+    assert err[1] == "pnet: warning: output 'y' has 2 NaN and 2 Inf values (of 4)"   # then the outputs it reached
 
 
 def test_input_files_are_checked_from_headers(tmp_path, capsys, monkeypatch):

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ...errors import UsageError
+from .. import progress
 
 # Max shared memory one block may use (opt-in), by compute capability: the CUDA C++ Programming Guide's
 # table of technical specifications. 65,536 32-bit registers per SM on all of them, 255 per thread at most.
@@ -154,6 +155,9 @@ class _CaptureRuntime:
     def __getattr__(self, name):
         return getattr(self._runtime, name)
 
+    def step(self, *args):   # nothing runs during capture: no progress to show
+        pass
+
     def tuned(self, kernel, size, candidates, launch, bench=None):
         for r in self._recorders:
             r.candidate = True
@@ -220,13 +224,19 @@ def build(compiled, launches: list[Launch], arch: int, out_dir: Path | None = No
         p.stdin.write(json.dumps(request))
         p.stdin.close()
         workers.append((p, share))
-    builds = []
+    builds, done = [], 0
     for p, share in workers:
-        out, err = p.stdout.read(), p.stderr.read()
+        results = []
+        for line in p.stdout:   # one line per build as the worker finishes it: progress as it goes
+            if line.startswith(_RESULT):
+                results.append(json.loads(line[len(_RESULT):]))
+                done += 1
+                x = share[len(results) - 1]
+                tag = " (autotune candidate)" if x.candidate else ""
+                progress.step(f"compiled {x.kernel} ({x.config()}){tag}", done, len(todo))
+        err = p.stderr.read()
         p.wait()
-        try:
-            results = json.loads(out.strip().splitlines()[-1])
-        except (ValueError, IndexError):
+        if len(results) != len(share):
             tail = (err.strip().splitlines() or ["no output"])[-1]
             raise RuntimeError(f"the GPU compile worker failed: {tail}") from None
         for first, r in zip(share, results):
@@ -269,8 +279,11 @@ def _resources(ptxas_log: str) -> dict:
     return {"regs": int(regs[-1]) if regs else 0, "spill_bytes": int(spills[-1]) if spills else 0}
 
 
+_RESULT = "pnet-aot-result: "   # marks the worker's result lines (Triton may print lines of its own)
+
+
 def _worker() -> None:
-    """Compile the launches given on stdin (JSON); print one JSON list of results."""
+    """Compile the launches given on stdin (JSON); print each one's result as a JSON line (after _RESULT)."""
     os.environ["TRITON_INTERPRET"] = "0"
     os.environ["TRITON_DUMP_PTXAS_LOG"] = "1"   # triton prints the log of its ptxas -v run
     os.environ["TRITON_ALWAYS_COMPILE"] = "1"   # ... which a cached kernel skips
@@ -287,7 +300,6 @@ def _worker() -> None:
     spec.loader.exec_module(module)
     target = GPUTarget("cuda", request["arch"], 32)
     out_dir = Path(request["out_dir"]) if request["out_dir"] else None
-    results = []
     for x in request["launches"]:
         fn = getattr(module, x["kernel"])
         x["constexprs"] = {k: tuple(v) if isinstance(v, list) else v for k, v in x["constexprs"].items()}
@@ -297,15 +309,14 @@ def _worker() -> None:
             with contextlib.redirect_stdout(log):
                 k = triton.compile(ASTSource(fn, x["signature"], x["constexprs"], attrs), target=target, options=x["options"])
         except Exception as e:  # noqa: BLE001 - every failure is reported, per kernel
-            results.append({"error": _one_line(e)})
+            print(_RESULT + json.dumps({"error": _one_line(e)}), flush=True)
             continue
         r = {"shared": int(k.metadata.shared), **_resources(log.getvalue())}
         for name in x["names"] if out_dir is not None else []:
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / f"{name}.ptx").write_text(k.asm["ptx"])
             (out_dir / f"{name}.cubin").write_bytes(k.asm["cubin"])
-        results.append(r)
-    print(json.dumps(results))
+        print(_RESULT + json.dumps(r), flush=True)
 
 
 def compile_for_gpu(compiled, graph, params: dict | None, arch: int, out_dir: Path | None = None,

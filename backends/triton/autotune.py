@@ -16,28 +16,32 @@ import tempfile
 import threading
 from typing import Callable
 
+from .. import progress
 from .device import cache_dir, dot_block, interpreting, next_pow2
 
 _memory: dict[str, dict] = {}
 _lock = threading.Lock()
 
 
-def gemm_configs(m: int, n: int, k: int, min_bk: int = 16, computed: bool = False) -> list[dict]:
+def gemm_configs(m: int, n: int, k: int, min_bk: int = 16, computed: bool = False, decompressed: bool = False) -> list[dict]:
     """Candidate tiles for a tl.dot template over an [m, k] x [k, n] problem: the first is the fixed config
     the interpreter uses (one large tile: it pays per program instance); the others are the usual GPU
     space (TorchInductor's and the Triton tutorial's shapes), clipped to the problem so tiny GEMMs do not
     waste a 128-wide tile on 8 rows. `min_bk`: 32 for int8 operands (the smallest int8 MMA K step).
     `computed`: an operand tile is computed in the loop (dequantized, masked): each tile shape is offered
     single-staged too, since the software pipeliner keeps such a tile's loads in registers across stages
-    (`pnet compile --target sm_90`: the cnn w8 conv needs 255 registers and spills at 2 stages, 118 at 1)."""
-    fixed = {"BM": dot_block(m), "BN": dot_block(n), "BK": max(min_bk, dot_block(k, 32)), "num_warps": 4, "num_stages": 2}
+    (`pnet compile --target sm_90`: the cnn w8 conv needs 255 registers and spills at 2 stages, 118 at 1).
+    `decompressed`: B is an N:M weight rebuilt in registers (and a second K loop handles inf/NaN activations):
+    its fixed config is single-staged too (the mlp 2:4 kernels spill at 2 stages on sm_90)."""
+    fixed = {"BM": dot_block(m), "BN": dot_block(n), "BK": max(min_bk, dot_block(k, 32)), "num_warps": 4,
+             "num_stages": 1 if decompressed else 2}
     space = [(128, 128, 32, 8, 3), (128, 64, 32, 4, 4), (64, 128, 32, 4, 4), (64, 64, 32, 4, 4),
              (128, 256, 64, 8, 3), (64, 32, 32, 2, 5), (32, 64, 32, 2, 5), (32, 32, 64, 2, 4)]
     tiles = [{"BM": max(16, min(bm, next_pow2(m))), "BN": max(16, min(bn, next_pow2(n))),
               "BK": max(min_bk, min(bk, next_pow2(k))), "num_warps": warps, "num_stages": stages}
              for bm, bn, bk, warps, stages in space]
     out = _distinct([fixed] + tiles)
-    return _distinct(out + [dict(cfg, num_stages=1) for cfg in out]) if computed else out
+    return _distinct(out + [dict(cfg, num_stages=1) for cfg in out]) if computed or decompressed else out
 
 
 def _distinct(configs: list[dict]) -> list[dict]:
@@ -109,6 +113,8 @@ def tuned(kernel: str, size: tuple, candidates: list[dict], launch: Callable[[di
             _memory[key] = disk
             return disk
         timed = []
+        progress.note(f"autotuning {kernel.rsplit('-', 1)[0]} at {'x'.join(str(int(s)) for s in size)}: "
+                      f"timing {len(candidates)} configs (once; the choice is cached)")
         for cfg in candidates:
             try:
                 timed.append(((bench or _bench)(launch, cfg), cfg))

@@ -33,6 +33,14 @@ def ensure_mode(quiet: bool = False) -> str:
     return "gpu"
 
 
+def standalone_mode() -> str:
+    """ensure_mode for a generated module imported on its own (standalone.py): the same notice, but a
+    TRITON_INTERPRET the caller set is kept (aot.py's GPU-compile workers set 0 on a machine without a GPU)."""
+    if "TRITON_INTERPRET" in os.environ:
+        return "interpreter" if interpreting() else "gpu"
+    return ensure_mode()
+
+
 def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 

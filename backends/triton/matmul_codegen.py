@@ -64,27 +64,30 @@ class MatmulKernels:
         return out
 
     @staticmethod
-    def _nm_dot(j: int) -> list[str]:
-        """Product j's step for an N:M weight whose pruned entries are absent: a dense tile's zero times an inf
-        activation would add NaN, so the dot takes A's finite values only, and the inf and NaN activations
-        that meet stored entries are counted by sign (0/1 tiles, exact in f32); `_nm_finish` applies them."""
+    def _nm_nonfinite(j: int) -> list[str]:
+        """The N:M products' pruned entries are absent: a dense tile's zero times an inf activation would add
+        NaN, so the main loop dots A's finite values only (`atf`) and notes whether A held an inf or NaN. Only
+        then does a second K loop run (zero times otherwise, so the common case pays one flag): it counts, by
+        sign, the inf and NaN activations meeting stored entries (0/1 dots, exact in f32) and applies them to
+        product j's accumulator at once (inf and NaN absorb every other term, so the order does not matter).
+        A separate loop keeps these tiles' registers out of the main loop's."""
         dot = 'input_precision="ieee"'
+        inf = 'float("inf")'
+        # one code per activation: NaN 1, +inf 256, -inf 65536; a tile's counts (at most BK <= 64 each) stay in
+        # their own 8 bits of an exactly computed f32 dot, one dot per kind of stored weight
         return [
-            "        if tl.sum(xp + xn + xq) > 0:   # this tile of A holds an inf or NaN",
-            "            sp = tl.where((st > 0) & (bt > 0), 1.0, 0.0)",
-            "            sn = tl.where((st > 0) & (bt < 0), 1.0, 0.0)",
-            "            sz = tl.where((st > 0) & ((bt == 0) | (bt != bt)), 1.0, 0.0)   # inf * 0 is NaN",
-            f"            pinf{j} += tl.dot(xp, sp, {dot}) + tl.dot(xn, sn, {dot})",
-            f"            ninf{j} += tl.dot(xp, sn, {dot}) + tl.dot(xn, sp, {dot})",
-            f"            nans{j} += tl.dot(xq, tl.where(st > 0, 1.0, 0.0), {dot}) + tl.dot(xp + xn, sz, {dot})",
-            f"        acc{j} += tl.dot(atf, bt, {dot})"]
-
-    @staticmethod
-    def _nm_finish(j: int) -> list[str]:
-        """After the K loop: product j's accumulator plus the non-finite contributions counted by `_nm_dot`."""
-        return [f"    acc{j} = tl.where(pinf{j} > 0, acc{j} + float(\"inf\"), acc{j})",
-                f"    acc{j} = tl.where(ninf{j} > 0, acc{j} - float(\"inf\"), acc{j})",
-                f"    acc{j} = tl.where(nans{j} > 0, float(\"nan\"), acc{j})"]
+            f"        xc = tl.where(at != at, 1.0, tl.where(at == {inf}, 256.0, tl.where(at == -{inf}, 65536.0, 0.0)))",
+            f"        dp = tl.dot(xc, tl.where((st > 0) & (bt > 0), 1.0, 0.0), {dot})",
+            f"        dn = tl.dot(xc, tl.where((st > 0) & (bt < 0), 1.0, 0.0), {dot})",
+            f"        dz = tl.dot(xc, tl.where((st > 0) & ((bt == 0) | (bt != bt)), 1.0, 0.0), {dot})   # inf * 0 is NaN",
+            "        ip = dp.to(tl.int32)",
+            "        jn = dn.to(tl.int32)",
+            "        pos = (((ip >> 8) & 255) > 0) | ((jn >> 16) > 0)",
+            "        neg = ((ip >> 16) > 0) | (((jn >> 8) & 255) > 0)",
+            "        nan = ((ip & 255) > 0) | ((jn & 255) > 0) | (dz > 0)",
+            f"        acc{j} = tl.where(pos, acc{j} + {inf}, acc{j})",
+            f"        acc{j} = tl.where(neg, acc{j} - {inf}, acc{j})",
+            f"        acc{j} = tl.where(nan, float(\"nan\"), acc{j})"]
 
     def _k_matmul(self, k: Kernel, names, lines, plan):
         """C_j = A @ B_j for every product sharing A (loaded once per tile), then the pointwise
@@ -94,19 +97,21 @@ class MatmulKernels:
         body = self._matmul_loop_head(g)
         dot = "out_dtype=tl.int32" if g.integer else 'input_precision="ieee"'
         nm = [j for j, mm in enumerate(g.mms) if mm.op == "nm_matmul"]
-        for j in nm:   # counts of inf/NaN activations meeting stored N:M entries (see _nm_dot)
-            body[-2:-2] = [f"    {c}{j} = tl.zeros((BM, BN), dtype=tl.float32)" for c in ("pinf", "ninf", "nans")]
+        finite = ["        fin = (at == at) & (tl.abs(at) < float(\"inf\"))"]
+        if nm:   # A's finite values, for the N:M products' dots (see _nm_nonfinite)
+            body[-2:-2] = ["    bad = tl.program_id(0) * 0"]
         self._a_tile(g, plan, body)
         if nm:
-            body += ["        atf = tl.where((at == at) & (tl.abs(at) < float(\"inf\")), at, 0.0)",
-                     "        xp = tl.where(at == float(\"inf\"), 1.0, 0.0)",
-                     "        xn = tl.where(at == -float(\"inf\"), 1.0, 0.0)",
-                     "        xq = tl.where(at != at, 1.0, 0.0)"]
+            body += finite + ["        atf = tl.where(fin, at, 0.0)", "        bad = tl.maximum(bad, tl.max(tl.where(fin, 0, 1)))"]
         for j in range(len(g.bs)):
             self._b_tile(g, j, plan, body)
-            body += self._nm_dot(j) if j in nm else [f'        acc{j} += tl.dot(at, bt, {dot})']
-        for j in nm:
-            body += self._nm_finish(j)
+            body.append(f'        acc{j} += tl.dot({"atf" if j in nm else "at"}, bt, {dot})')
+        if nm:   # the second K loop, run only when A held an inf or NaN
+            body += ["    for k0 in range(0, K * bad, BK):", "        kk = k0 + rk"]
+            self._a_tile(g, plan, body)
+            for j in nm:
+                self._b_tile(g, j, plan, body)
+                body += self._nm_nonfinite(j)
         self._matmul_epilogue(g, plan, body)
         self.kernels.append(f"@triton.jit\ndef {k.name}({', '.join(params)}):\n" + "\n".join(body) + "\n")
         bshape = [dim_code(d) for d in g.mms[0].outputs[0].type.shape[:g.batch]]
@@ -116,7 +121,7 @@ class MatmulKernels:
         args += [M, N, K] + bshape
         nb = " * ".join(bshape) or "1"
         self._tuned_launch(k.name, (M, N, K, nb), f"_rt.gemm_configs({M}, {N}, {K}{', min_bk=32' if g.integer else ''}"
-                           f"{', computed=True' if k.prologue else ''})", f"(_rt.cdiv({M}, c['BM']), _rt.cdiv({N}, c['BN']), {nb})", args, lines)
+                           f"{', computed=True' if k.prologue else ''}{', decompressed=True' if any(m.op == 'nm_matmul' for m in g.mms) else ''})", f"(_rt.cdiv({M}, c['BM']), _rt.cdiv({N}, c['BN']), {nb})", args, lines)
 
     def _products(self, k: Kernel, plan) -> Products:
         pro = {n for nodes in k.prologue.values() for n in nodes}   # operands computed in-tile

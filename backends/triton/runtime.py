@@ -16,6 +16,7 @@ from ...errors import PnetError, UsageError
 from .autotune import attention_configs, gemm_configs, tuned  # noqa: F401 - _rt.*: tiles timed on a GPU
 from .device import cache_dir, ensure_mode
 from .device import dot_block, next_pow2, pointwise_block  # noqa: F401 - _rt.*: the launcher's block sizes
+from ..progress import kernel_step as step  # noqa: F401 - _rt.step: before each kernel, for `-v` and the counter
 
 _HEADER = "# pnet-checksum: "
 

@@ -2,6 +2,8 @@
 attribute values and scalars as literals, dtypes as Triton's. Every kernel family's generator imports these."""
 from __future__ import annotations
 
+import math
+
 import sympy
 
 from ...ir.types import is_float
@@ -34,6 +36,8 @@ def lit(v):
         return "[" + ", ".join(lit(x) for x in v) + "]"
     if isinstance(v, dict):
         return "{" + ", ".join(f"{k!r}: {lit(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, float) and not math.isfinite(v):   # repr gives nan / inf, which are no Python names
+        return f"float({repr(v)!r})"
     return repr(v)
 
 

@@ -5,3 +5,8 @@ registry is complete once `pnet.ir` is imported (`ir/__init__.py` imports this p
 from . import elementwise, reduce, linalg, movement, nn, conv, index, attention, control  # noqa: F401
 from . import quant  # noqa: F401  (quantize / dequantize / qmatmul / qconv / sub-byte packing)
 from . import sparse  # noqa: F401  (nm_matmul / bsr_matmul sparse weight layouts, topk_mask)
+from . import elementwise_grad  # noqa: F401  (gradient rules, OpDef.vjp: one *_grad module per family)
+from . import movement_grad, index_grad  # noqa: F401  (movement: views, slices, pads; index: take, gather, segments)
+from . import nn_grad, attention_grad  # noqa: F401  (softmax family, normalizations, sdpa)
+from . import linalg_grad, conv_grad, sparse_grad, quant_grad  # noqa: F401  (contractions, convs, sparse, quantization)
+from . import reduce_grad  # noqa: F401  (reductions, cumsum, sort / topk, pools, dynamic_scale, topk_mask)

@@ -75,7 +75,7 @@ def windows(xp: np.ndarray, kernel, stride, dilation) -> np.ndarray:
     nd = len(kernel)
     extent = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
     out = [(n - e) // s + 1 for n, e, s in zip(xp.shape[2:], extent, stride)]
-    if min(out) <= 0:   # a zero-size spatial dim bound at run time: no window fits
+    if min(out) <= 0 or 0 in kernel:   # a zero-size spatial dim bound at run time: no window (or no tap) fits
         if min(out) < 0:
             raise ShapeError(f"input of spatial shape {list(xp.shape[2:])} (padded) is too small for the "
                              f"kernel {list(kernel)} (dilation {list(dilation)})")
@@ -211,8 +211,9 @@ def _conv_torch(nd):
             w = w.new_zeros(w.shape[:1] + (1,) + w.shape[2:])
         out = [(n + 2 * p - d * (k - 1) - 1) // s + 1
                for n, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation)]
-        if min(out) == 0:   # a spatial dim bound to 0 that no window fits: torch refuses, the result is empty
-            return x.new_zeros((x.shape[0], w.shape[0], *out))
+        if min(out) == 0 or x.numel() == 0:   # a dim bound to 0: torch refuses (an empty input with autograd on,
+            y = x.new_zeros((x.shape[0], w.shape[0], *out))   # or no window fits); every tap reads padding
+            return y if b is None else y + b.reshape(-1, *[1] * nd)
         return fn(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
     return lower
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from ...errors import ShapeError
-from ..registry import REQUIRED, register
+from ..registry import REQUIRED, get, register
 from ..types import DTYPES, NP_NAMES, TensorType, broadcast_shapes, is_float, promote
 from .common import arith_binary, compare_binary, float_unary, numeric_unary
 
@@ -288,3 +288,54 @@ register("arange", "", kind="source", attrs={"n": REQUIRED, "dtype": "i64"},
          infer=lambda t, a: TensorType(a["dtype"], (a["n"],)),
          ref=lambda n, dtype: np.arange(int(n), dtype=DTYPES[dtype]),
          torch=lambda T, n, dtype: T.arange(int(n), dtype=torch_dtype(T, dtype)), flops=lambda i, o, a: 0)
+
+
+# One-line docs of the ops above, for `pnet ops NAME` and the op reference in docs/language.md.
+_DOCS = {
+    "add": "a + b, broadcasting numpy-style (the `+` operator)",
+    "sub": "a - b, broadcasting (the `-` operator)",
+    "mul": "a * b, broadcasting (the `*` operator)",
+    "div": "a / b (the `/` operator): true division of floats; integers floor-divide, and x // 0 = 0",
+    "pow": "a ** b, broadcasting (the `**` operator)",
+    "maximum": "the larger of a and b per element; NaN propagates",
+    "minimum": "the smaller of a and b per element; NaN propagates",
+    "mod": "a % b with the sign of b, as numpy (the `%` operator); integer x % 0 = 0",
+    "lt": "a < b as a bool tensor",
+    "le": "a <= b as a bool tensor",
+    "gt": "a > b as a bool tensor",
+    "ge": "a >= b as a bool tensor",
+    "eq": "a == b as a bool tensor",
+    "ne": "a != b as a bool tensor",
+    "logical_and": "a and b, on bool tensors",
+    "logical_or": "a or b, on bool tensors",
+    "logical_not": "not a, on a bool tensor",
+    "where": "a where cond is true, else b (cond a bool tensor; all three broadcast)",
+    "neg": "-x",
+    "abs": "|x|",
+    "sign": "-1, 0 or 1 by the sign of x; sign(NaN) = NaN",
+    "exp": "e ** x",
+    "log": "natural logarithm",
+    "sqrt": "square root",
+    "rsqrt": "1 / sqrt(x)",
+    "reciprocal": "1 / x",
+    "square": "x * x",
+    "sin": "sine (radians)",
+    "cos": "cosine (radians)",
+    "tanh": "hyperbolic tangent",
+    "erf": "the error function",
+    "floor": "the largest integer <= x, as a float",
+    "sigmoid": "1 / (1 + exp(-x)), computed without overflow",
+    "relu": "max(x, 0)",
+    "leaky_relu": "x where x >= 0, else alpha * x",
+    "elu": "x where x > 0, else alpha * (exp(x) - 1)",
+    "gelu": "x * Phi(x) (the exact erf form), or its tanh approximation with approximate=\"tanh\"",
+    "silu": "x * sigmoid(x) (swish)",
+    "softplus": "log(1 + exp(beta * x)) / beta; x itself where beta * x > threshold",
+    "hardswish": "x * clamp(x + 3, 0, 6) / 6",
+    "hardsigmoid": "clamp(x + 3, 0, 6) / 6",
+    "clamp": "x limited to [min, max] (none: no bound on that side)",
+    "cast": "x converted to `dtype` (f64, f32, f16, bf16, i64, i32, i8, u8, bool)",
+    "arange": "0, 1, ..., n - 1 as a rank-1 tensor of `dtype`",
+}
+for _name, _doc in _DOCS.items():
+    get(_name).doc = _doc

@@ -7,7 +7,7 @@ import numpy as np
 import sympy
 
 from ...errors import ShapeError
-from ..registry import REQUIRED, register
+from ..registry import REQUIRED, get, register
 from ..types import TensorType, broadcast_shapes, dims_equal, fmt_dim, numel, promote
 
 
@@ -91,3 +91,12 @@ register("einsum", "*xs", kind="contraction", attrs={"equation": REQUIRED}, infe
 def _common(T, xs):
     from .elementwise import torch_common
     return torch_common(T, *xs)
+
+
+# One-line docs of the ops above, for `pnet ops NAME` and the op reference in docs/language.md.
+_DOCS = {
+    "matmul": "a @ b with numpy's rules: batch dims broadcast, a rank-1 operand gains (then loses) an axis",
+    "einsum": "Einstein summation over the tensors in `xs`, as numpy: einsum([a, b], equation=\"bij,bjk->bik\")",
+}
+for _name, _doc in _DOCS.items():
+    get(_name).doc = _doc

@@ -8,7 +8,7 @@ import numpy as np
 import sympy
 
 from ...errors import ShapeError
-from ..registry import REQUIRED, register
+from ..registry import REQUIRED, get, register
 from ..types import TensorType, broadcast_shapes, dim, dims_equal, fmt_dim, fmt_shape, normalize_axis, numel
 from .common import same_dtype
 
@@ -308,3 +308,23 @@ def _roll_infer(types, attrs):
 register("roll", "x", attrs={"shift": REQUIRED, "axis": REQUIRED}, infer=_roll_infer, **_NOFLOPS,
          ref=lambda x, shift, axis: np.roll(x, int(shift), axis=axis),
          torch=lambda T, x, shift, axis: T.roll(x, int(shift), dims=axis))
+
+
+# One-line docs of the ops above, for `pnet ops NAME` and the op reference in docs/language.md.
+_DOCS = {
+    "reshape": "the same elements in a new `shape` (one dim may be -1: inferred)",
+    "transpose": "axes permuted by `perm` (none: reversed)",
+    "expand_dims": "a new axis of size 1 at `axis`",
+    "squeeze": "size-1 axes removed (`axis`, or none: every size-1 axis)",
+    "concat": "the tensors in `xs` joined along `axis`: concat([a, b], axis=-1)",
+    "split": "parts of x along `axis`: `sizes` is a number of equal parts or a list of sizes; q, k, v = split(x, 3, -1)",
+    "slice": "x[start:stop:step] per leading axis, `slices` a list of [start, stop, step] (the `x[a:b]` syntax)",
+    "pad": "x padded on its trailing axes by `pads` [[before, after], ...]; mode constant (`value`), reflect, replicate or circular",
+    "broadcast_to": "x broadcast numpy-style to `shape`",
+    "repeat": "each element repeated `repeats` times along `axis` (np.repeat, torch.repeat_interleave)",
+    "tile": "x tiled `reps` times per axis (np.tile), one count per axis",
+    "flip": "x reversed along `axis` (an int or a list)",
+    "roll": "x shifted circularly by `shift` along `axis`",
+}
+for _name, _doc in _DOCS.items():
+    get(_name).doc = _doc

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import PnetError, ShapeError
-from ..registry import register
+from ..registry import get, register
 from ..types import TensorType, is_float, normalize_axis
 from .common import norm_axes, reduced_shape
 
@@ -161,3 +161,21 @@ def _cumsum_infer(types, attrs):
 register("cumsum", "x", kind="reduce", attrs={"axis": -1}, infer=_cumsum_infer,
          ref=lambda x, axis: np.cumsum(x, axis=axis).astype(x.dtype),
          torch=lambda T, x, axis: T.cumsum(x, dim=axis).to(x.dtype))
+
+
+# One-line docs of the ops above, for `pnet ops NAME` and the op reference in docs/language.md.
+_DOCS = {
+    "sum": "sum over `axis` (an int, a list, or none: every axis); keepdims keeps them as size 1",
+    "mean": "mean over `axis` (none: every axis), of a float tensor",
+    "max": "largest value over `axis` (none: every axis); NaN propagates; an empty axis is an error",
+    "min": "smallest value over `axis` (none: every axis); NaN propagates; an empty axis is an error",
+    "prod": "product over `axis` (none: every axis)",
+    "logsumexp": "log(sum(exp(x))) over `axis`, computed stably (max subtracted first)",
+    "var": "variance over `axis`: mean squared deviation, divided by n - correction",
+    "std": "standard deviation over `axis`: sqrt(var(x, axis, correction=correction))",
+    "argmax": "i64 index of the largest value along `axis` (the first one on ties)",
+    "argmin": "i64 index of the smallest value along `axis` (the first one on ties)",
+    "cumsum": "running sum along `axis`, same shape and dtype as x",
+}
+for _name, _doc in _DOCS.items():
+    get(_name).doc = _doc
