@@ -145,6 +145,12 @@ def no_grad(reason: str, *names: str) -> None:
         OPS[name].no_grad = reason
 
 
+def document(docs: dict[str, str]) -> None:
+    """One-line docs of ops registered without one (a family's table at the end of its module)."""
+    for name, doc in docs.items():
+        OPS[name].doc = doc
+
+
 def get(name: str) -> OpDef:
     if name not in OPS:
         raise PnetError(f"unknown op '{name}'")

@@ -48,17 +48,15 @@ def check_grad(prog: Program, graph, ref: Reference, backends=("numpy", "torch",
     """The `grad` property on one program (torch / Triton checked when in `backends`). Returns None when the
     program was differentiated and checked, else why it was not (a short reason: counted, not failed)."""
     from ..errors import PnetError
-    from ..ir.analysis import frozen_params
     from ..ir.types import is_float
     from ..passes.autodiff import GradError, grad_graph
+    from .gradcheck import default_wrt
     if ref.error is not None:
         return "fails at run time"
     if prog.specials:
         return "special input values"
     outs = [name for name, v in graph.outputs if is_float(v.type.dtype)]
-    frozen = frozen_params(graph)
-    wrt = [n for n, v in graph.inputs if is_float(v.type.dtype)] + \
-        [p.name for p in graph.params if is_float(p.value.type.dtype) and p.name not in frozen]
+    wrt = default_wrt(graph)
     if not outs or not wrt:
         return "no float output" if not outs else "nothing to differentiate"
     try:
@@ -157,25 +155,13 @@ def _check(base: _Run, seed: int, what: str, compare) -> None:
 
 def _compare_torch(run: _Run) -> None:
     """torch.autograd (float64) on the original graph vs the reference's float64 run of the grad graph."""
-    import torch
-    from ..backends import torch_backend
+    from .gradcheck import torch_gradients
     try:
-        module = torch_backend.to_module(run.graph, "f64", params=run.params)
-        leaves = {}
-        for name, v in run.inputs.items():
-            t = torch.tensor(np.asarray(v))
-            if f"grad.{name}" in run.grads:
-                t = t.double().requires_grad_(True)
-            leaves[name] = t
-        out = module.run_named(leaves)
-        loss = sum((out[k[len("cotangent."):]].double() * torch.from_numpy(c)).sum() for k, c in run.cots.items())
-        named = dict(module.named_parameters())
-        targets = [leaves[n] if n in leaves else named[n] for n in run.grads.values()]
-        got = torch.autograd.grad(loss, targets, allow_unused=True) if loss.requires_grad else [None] * len(targets)
+        got = torch_gradients(run.graph, run.inputs, run.params, wrt=list(run.grads.values()),
+                              cotangents={k[len("cotangent."):]: c for k, c in run.cots.items()})
     except Exception as e:  # noqa: BLE001
         raise PropertyFailed("grad", f"torch autograd: {type(e).__name__}: {str(e)[:300]}") from None
-    want = {k: (np.zeros(t.shape) if g is None else g.detach().numpy())
-            for k, t, g in zip(run.grads, targets, got)}
+    want = {k: got[n] for k, n in run.grads.items()}
     mine = {k: run.ref64[k] for k in run.grads}
     if run.empty:   # torch's backward of a norm over an empty group is NaN (0/0), where the sum over nothing is 0
         for k, v in want.items():

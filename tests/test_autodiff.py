@@ -10,10 +10,10 @@ from pnet.backends import numpy_ref, torch_backend
 from pnet.dsl.compile import load_source
 from pnet.errors import PnetError
 from pnet.ir import registry
-from pnet.ir.analysis import frozen_params
 from pnet.ir.types import is_float
 from pnet.passes.autodiff import GradError, grad_graph
 from pnet.testing.generate import try_generate_op
+from pnet.testing.gradcheck import along, default_wrt, directional_derivative, ir_gradients, torch_gradients
 from pnet.testing.tolerance import assert_outputs_close
 
 torch = pytest.importorskip("torch")
@@ -60,7 +60,7 @@ def _program(op: str):
 
     def accept(prog):
         try:
-            grad_graph(graph_of(prog), cotangents=["y"], wrt=_wrt(graph_of(prog)))
+            grad_graph(graph_of(prog), cotangents=["y"], wrt=default_wrt(graph_of(prog)))
             return True
         except (PnetError, StopIteration):
             return False
@@ -73,37 +73,17 @@ def _program(op: str):
     return g, _f64(inputs), _f64(params), prog.dims
 
 
-def _wrt(g) -> list[str]:
-    """Float inputs and trainable params (torch freezes batchnorm's running statistics)."""
-    frozen = frozen_params(g)
-    return [n for n, v in g.inputs if is_float(v.type.dtype)] + \
-        [p.name for p in g.params if is_float(p.value.type.dtype) and p.name not in frozen]
-
-
 def _f64(arrays: dict) -> dict:
     return {k: v.astype(np.float64) if np.issubdtype(v.dtype, np.floating) else v for k, v in arrays.items()}
-
-
-def _ir_grads(g, inputs, params, dims, cotangent):
-    gg = grad_graph(g, cotangents=["y"], wrt=_wrt(g))
-    out = numpy_ref.run(gg, inputs | {"cotangent.y": cotangent}, params, float64=True, dims=dims)
-    return out["y"], {k[len("grad."):]: v for k, v in out.items() if k.startswith("grad.")}
 
 
 @pytest.mark.parametrize("op", _differentiable_ops())
 def test_vjp_matches_torch_autograd(op):
     g, inputs, params, dims = _program(op)
     y = numpy_ref.run(g, inputs, params, float64=True, dims=dims)["y"]
-    cot = np.random.default_rng(3).standard_normal(y.shape)
-    _, got = _ir_grads(g, inputs, params, dims, cot)
-    module = torch_backend.to_module(g, "f64", params=params)
-    leaves = {k: torch.tensor(v, requires_grad=k in got) for k, v in inputs.items()}
-    ty = module(**leaves)
-    ty = ty["y"] if isinstance(ty, dict) else ty
-    (ty * torch.tensor(cot)).sum().backward()
-    want = {k: leaves[k].grad for k in inputs if k in got}
-    want |= {name: p.grad for name, p in module.named_parameters() if name in got}
-    want = {k: (np.zeros(inputs.get(k, params.get(k)).shape) if v is None else v.numpy()) for k, v in want.items()}
+    cot = {"y": np.random.default_rng(3).standard_normal(y.shape)}
+    got = ir_gradients(g, inputs, params, dims=dims, cotangents=cot, wrt=default_wrt(g))
+    want = torch_gradients(g, inputs, params, cotangents=cot, wrt=list(got))
     assert set(want) == set(got)
     if op in TORCH_F32_CONSTANT:
         for k in got:
@@ -121,18 +101,11 @@ def test_vjp_matches_finite_differences(op):
     g, inputs, params, dims = _program(op)
     y = numpy_ref.run(g, inputs, params, float64=True, dims=dims)["y"]
     rng = np.random.default_rng(4)
-    cot = rng.standard_normal(y.shape)
-    _, grads = _ir_grads(g, inputs, params, dims, cot)
+    cot = {"y": rng.standard_normal(y.shape)}
+    grads = ir_gradients(g, inputs, params, dims=dims, cotangents=cot, wrt=default_wrt(g))
     direction = {k: rng.standard_normal(np.shape(inputs.get(k, params.get(k)))) for k in grads}
-
-    def loss(h):
-        moved_in = {k: v + h * direction[k] if k in direction else v for k, v in inputs.items()}
-        moved_p = {k: v + h * direction[k] if k in direction else v for k, v in params.items()}
-        return float(np.sum(numpy_ref.run(g, moved_in, moved_p, float64=True, dims=dims)["y"] * cot))
-
-    h = 1e-6
-    numeric = (loss(h) - loss(-h)) / (2 * h)
-    analytic = sum(float(np.sum(grads[k] * direction[k])) for k in grads)
+    numeric = directional_derivative(g, inputs, params, dims=dims, cotangents=cot, direction=direction, h=1e-6)
+    analytic = along(grads, direction)
     assert np.isclose(analytic, numeric, rtol=1e-4, atol=1e-6), (analytic, numeric)
 
 

@@ -12,6 +12,7 @@ from pnet.dsl.compile import load_source
 from pnet.ir.types import is_float
 from pnet.passes.autodiff import grad_graph
 from pnet.passes.verify import verify
+from pnet.testing.gradcheck import along, check_gradients, default_wrt, directional_derivative, run_gradient_graph
 from pnet.testing.tolerance import assert_outputs_close
 
 torch = pytest.importorskip("torch")
@@ -28,43 +29,19 @@ def check(body: str, given: dict | None = None, fd: bool = True, seed: int = 1):
     g = load_source("model m() {\n" + body + "\n}\n", "<grad>").graph
     inputs = _f64(numpy_ref.random_inputs(g, seed) | {k: np.asarray(v) for k, v in (given or {}).items()})
     params = _f64(numpy_ref.init_params(g, 2))
-    wrt = [n for n, v in g.inputs if is_float(v.type.dtype)] + [p.name for p in g.params if is_float(p.value.type.dtype)]
+    wrt = default_wrt(g)   # (no batchnorm here: every float param is trainable)
     y = numpy_ref.run(g, inputs, params, float64=True)["y"]
     rng = np.random.default_rng(seed + 10)
-    cot = rng.standard_normal(y.shape)
+    cot = {"y": rng.standard_normal(y.shape)}
+    direction = {k: rng.standard_normal(np.shape(inputs.get(k, params.get(k)))) for k in wrt} if fd else False
     gg = grad_graph(g, cotangents=["y"], wrt=wrt)
     verify(gg)
-    out = numpy_ref.run(gg, inputs | {"cotangent.y": cot}, params, float64=True)
-    got = {k[len("grad."):]: v for k, v in out.items() if k.startswith("grad.")}
-    module = torch_backend.to_module(g, "f64", params=params)
-    leaves = {k: torch.tensor(v, requires_grad=k in got) for k, v in inputs.items()}
-    ty = module(**leaves)
-    ty = ty["y"] if isinstance(ty, dict) else ty
-    (ty * torch.tensor(cot)).sum().backward()
-    want = {k: leaves[k].grad for k in inputs if k in got}
-    want |= {name: p.grad for name, p in module.named_parameters() if name in got}
-    want = {k: (np.zeros(np.shape(inputs.get(k, params.get(k)))) if v is None else v.numpy()) for k, v in want.items()}
-    assert set(want) == set(got)
-    for k in got:
-        assert got[k].shape == want[k].shape, (k, got[k].shape, want[k].shape)
-    assert_outputs_close(got, want, want, "f64")
+    got = check_gradients(g, inputs, params, cotangents=cot, wrt=wrt, direction=direction, rtol=1e-5, atol=1e-6)
     # the gradient graph itself lowers to torch (what `pnet train -b torch` runs) and gives the same
-    feeds = inputs | {"cotangent.y": cot}
+    feeds = inputs | {"cotangent.y": cot["y"]}
     lowered = torch_backend.to_module(gg, "f64", params=params)(**{k: torch.tensor(v) for k, v in feeds.items()})
     lowered = {k[len("grad."):]: v.detach().numpy() for k, v in lowered.items() if k.startswith("grad.")}
     assert_outputs_close(lowered, got, got, "f64")
-    if fd:
-        direction = {k: rng.standard_normal(np.shape(got[k])) for k in got}
-
-        def loss(h):
-            moved_in = {k: v + h * direction[k] if k in direction else v for k, v in inputs.items()}
-            moved_p = {k: v + h * direction[k] if k in direction else v for k, v in params.items()}
-            return float(np.sum(numpy_ref.run(g, moved_in, moved_p, float64=True)["y"] * cot))
-
-        h = 1e-6
-        numeric = (loss(h) - loss(-h)) / (2 * h)
-        analytic = sum(float(np.sum(got[k] * direction[k])) for k in got)
-        assert np.isclose(analytic, numeric, rtol=1e-5, atol=1e-6), (analytic, numeric)
     return got, gg
 
 
@@ -278,14 +255,9 @@ def test_gradient_of_gradient(case):
     names = [n for n, v in g.inputs if is_float(v.type.dtype)]
     gg = grad_graph(g, wrt=names)
     c = rng.standard_normal(ins["a"].shape)
-    out = numpy_ref.run(grad_graph(gg, cotangents=["grad.a"], wrt=names), ins | {"cotangent.grad.a": c}, {},
-                        float64=True)
+    second = run_gradient_graph(grad_graph(gg, cotangents=["grad.a"], wrt=names), ins, {},
+                                cotangents={"grad.a": c})
     direction = {n: rng.standard_normal(ins[n].shape) for n in names}
-
-    def first(h):
-        moved = {n: v + h * direction[n] if n in direction else v for n, v in ins.items()}
-        return float(np.sum(numpy_ref.run(gg, moved, {}, float64=True)["grad.a"] * c))
-
-    numeric = (first(1e-6) - first(-1e-6)) / 2e-6
-    analytic = sum(float(np.sum(out["grad." + n] * direction[n])) for n in names)
+    numeric = directional_derivative(gg, ins, {}, cotangents={"grad.a": c}, direction=direction, h=1e-6)
+    analytic = along(second, direction)
     assert np.isclose(analytic, numeric, rtol=1e-5, atol=1e-6), (analytic, numeric)

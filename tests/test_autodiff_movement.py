@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pnet.backends import numpy_ref, torch_backend
+from pnet.backends import numpy_ref
 from pnet.dsl.compile import load_source
 from pnet.errors import PnetError
 from pnet.ir.types import is_float
 from pnet.passes.autodiff import grad_graph
-from pnet.testing.tolerance import assert_outputs_close
+from pnet.testing.gradcheck import check_gradients, run_gradient_graph
 
 torch = pytest.importorskip("torch")
 
@@ -39,20 +39,6 @@ def _wrt(g):
     return [n for n, v in g.inputs if is_float(v.type.dtype)]
 
 
-def _ir_grads(g, inputs, dims, cot, wrt):
-    gg = grad_graph(g, cotangents=["y"], wrt=wrt)
-    out = numpy_ref.run(gg, inputs | {"cotangent.y": cot}, {}, float64=True, dims=dims)
-    return {k[len("grad."):]: v for k, v in out.items() if k.startswith("grad.")}
-
-
-def _torch_grads(g, inputs, cot, wrt):
-    leaves = {k: torch.tensor(v, requires_grad=k in wrt) for k, v in inputs.items()}
-    ty = torch_backend.to_module(g, "f64")(**leaves)
-    ty = ty["y"] if isinstance(ty, dict) else ty
-    (ty * torch.tensor(cot)).sum().backward()
-    return {k: leaves[k].grad.numpy() if leaves[k].grad is not None else np.zeros(inputs[k].shape) for k in wrt}
-
-
 def check(body, dims=None, ints=None, fd=True, inputs=None):
     """IR gradients of every float input vs torch autograd and vs central finite differences along a random
     direction; returns the graph and the IR gradients."""
@@ -61,22 +47,12 @@ def check(body, dims=None, ints=None, fd=True, inputs=None):
     wrt = _wrt(g)
     y = numpy_ref.run(g, inputs, {}, float64=True, dims=dims)["y"]
     rng = np.random.default_rng(1)
-    cot = rng.standard_normal(y.shape)
-    got = _ir_grads(g, inputs, dims, cot, wrt)
-    want = _torch_grads(g, inputs, cot, wrt)
+    cot = {"y": rng.standard_normal(y.shape)}
+    direction = {k: rng.standard_normal(inputs[k].shape) for k in wrt} if fd else False
+    got = check_gradients(g, inputs, {}, dims=dims, cotangents=cot, wrt=wrt, direction=direction,
+                          rtol=1e-6, atol=1e-8)
     for k in wrt:
         assert got[k].shape == inputs[k].shape, (k, got[k].shape, inputs[k].shape)
-    assert_outputs_close(got, want, want, "f64")
-    if fd:
-        direction = {k: rng.standard_normal(inputs[k].shape) for k in wrt}
-
-        def loss(h):
-            moved = {k: v + h * direction[k] if k in direction else v for k, v in inputs.items()}
-            return float(np.sum(numpy_ref.run(g, moved, {}, float64=True, dims=dims)["y"] * cot))
-        h = 1e-6
-        numeric = (loss(h) - loss(-h)) / (2 * h)
-        analytic = sum(float(np.sum(got[k] * direction[k])) for k in wrt)
-        assert np.isclose(analytic, numeric, rtol=1e-6, atol=1e-8), (analytic, numeric)
     return g, got
 
 
@@ -90,10 +66,9 @@ def check_linear(body, dims=None, ints=None):
     inputs = _inputs(g, dims, ints or {})
     y = numpy_ref.run(g, inputs, {}, float64=True, dims=dims)["y"]
     c = np.random.default_rng(2).standard_normal(y.shape)
-    out = numpy_ref.run(ggg, inputs | {"cotangent.y": c, f"cotangent.grad.{x}": inputs[x]}, {}, float64=True,
-                        dims=dims)
+    got = run_gradient_graph(ggg, inputs, {}, dims=dims, cotangents={"y": c, f"grad.{x}": inputs[x]})
     y0 = numpy_ref.run(g, inputs | {x: np.zeros_like(inputs[x])}, {}, float64=True, dims=dims)["y"]
-    np.testing.assert_allclose(out["grad.cotangent.y"], y - y0, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got["cotangent.y"], y - y0, rtol=1e-12, atol=1e-12)
 
 
 # ---- movement ----------------------------------------------------------------------------------------------------

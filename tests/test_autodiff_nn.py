@@ -11,6 +11,7 @@ from pnet.dsl.compile import load_source
 from pnet.ir import registry
 from pnet.ir.types import is_float
 from pnet.passes.autodiff import grad_graph
+from pnet.testing.gradcheck import check_gradients, ir_gradients, run_gradient_graph, torch_gradients
 from pnet.testing.tolerance import assert_outputs_close
 
 torch = pytest.importorskip("torch")
@@ -40,23 +41,6 @@ def _float_inputs(g):
     return [n for n, v in g.inputs if is_float(v.type.dtype)]
 
 
-def _ir_grads(g, inputs, dims, cot, wrt):
-    gg = grad_graph(g, cotangents=["y"], wrt=wrt)
-    out = numpy_ref.run(gg, inputs | {"cotangent.y": cot}, {}, float64=True, dims=dims)
-    return {k[len("grad."):]: v for k, v in out.items() if k.startswith("grad.")}
-
-
-def _torch_grads(g, inputs, cot, wrt, torch_fn=None):
-    leaves = {k: torch.tensor(v, requires_grad=k in wrt) for k, v in inputs.items()}
-    if torch_fn is None:
-        ty = torch_backend.to_module(g, "f64")(**leaves)
-        ty = ty["y"] if isinstance(ty, dict) else ty
-    else:
-        ty = torch_fn(**leaves)
-    (ty * torch.tensor(cot)).sum().backward()
-    return {k: leaves[k].grad.numpy() if leaves[k].grad is not None else np.zeros(inputs[k].shape) for k in wrt}
-
-
 def check(body, dims=None, positive=(), masks=None, torch_fn=None, fd=True):
     """IR gradients of every float input vs torch autograd (the torch backend's module, or `torch_fn`) and vs
     central finite differences along a random direction."""
@@ -65,22 +49,12 @@ def check(body, dims=None, positive=(), masks=None, torch_fn=None, fd=True):
     wrt = _float_inputs(g)
     y = numpy_ref.run(g, inputs, {}, float64=True, dims=dims)["y"]
     rng = np.random.default_rng(1)
-    cot = rng.standard_normal(y.shape)
-    got = _ir_grads(g, inputs, dims, cot, wrt)
-    want = _torch_grads(g, inputs, cot, wrt, torch_fn)
+    cot = {"y": rng.standard_normal(y.shape)}
+    # -inf mask entries stay put (the gradients, asserted finite below, then add nothing there)
+    direction = {k: rng.standard_normal(inputs[k].shape) * np.isfinite(inputs[k]) for k in wrt} if fd else False
+    got = check_gradients(g, inputs, {}, dims=dims, cotangents=cot, wrt=wrt, direction=direction,
+                          rtol=1e-5, atol=1e-6, torch_fn=torch_fn)
     assert all(np.isfinite(v).all() for v in got.values()), got
-    assert_outputs_close(got, want, want, "f64")
-    if fd:
-        finite = {k: np.isfinite(inputs[k]).astype(float) for k in wrt}   # -inf mask entries stay put
-        direction = {k: rng.standard_normal(inputs[k].shape) * finite[k] for k in wrt}
-
-        def loss(h):
-            moved = {k: v + h * direction[k] if k in direction else v for k, v in inputs.items()}
-            return float(np.sum(numpy_ref.run(g, moved, {}, float64=True, dims=dims)["y"] * cot))
-        h = 1e-6
-        numeric = (loss(h) - loss(-h)) / (2 * h)
-        analytic = sum(float(np.sum(np.where(finite[k] > 0, got[k], 0) * direction[k])) for k in wrt)
-        assert np.isclose(analytic, numeric, rtol=1e-5, atol=1e-6), (analytic, numeric)
     return got
 
 
@@ -143,9 +117,9 @@ def test_batchnorm_running_statistics_match_torch_batch_norm_for_x_w_b():
     g = _program("input x: f32[3, 4, 2]\ninput m: f32[4]\ninput v: f32[4]\ninput w: f32[4]\ninput b: f32[4]\n"
                  "output y = batchnorm(x, m, v, w, b)")
     inputs = _inputs(g, None, positive=("v",))
-    cot = np.random.default_rng(2).standard_normal((3, 4, 2))
-    got = _ir_grads(g, inputs, None, cot, ["x", "w", "b"])
-    want = _torch_grads(g, inputs, cot, ["x", "w", "b"])
+    cot = {"y": np.random.default_rng(2).standard_normal((3, 4, 2))}
+    got = ir_gradients(g, inputs, {}, cotangents=cot, wrt=["x", "w", "b"])
+    want = torch_gradients(g, inputs, {}, cotangents=cot, wrt=["x", "w", "b"])
     assert_outputs_close(got, want, want, "f64")
 
 
@@ -240,8 +214,7 @@ def test_second_order(case):
     gg = grad_graph(g, cotangents=["y"], wrt=[first])
     gg.outputs = [("dx" if name == f"grad.{first}" else name, v) for name, v in gg.outputs]
     ggg = grad_graph(gg, cotangents=["dx"], wrt=wrt)
-    out = numpy_ref.run(ggg, inputs | {"cotangent.y": c1, "cotangent.dx": c2}, {}, float64=True)
-    got = {k[len("grad."):]: v for k, v in out.items() if k.startswith("grad.")}
+    got = run_gradient_graph(ggg, inputs, {}, cotangents={"y": c1, "dx": c2})
 
     fn = _batchnorm_torch(1e-5) if case == "batchnorm" else None
     leaves = {k: torch.tensor(v, requires_grad=k in wrt) for k, v in inputs.items()}

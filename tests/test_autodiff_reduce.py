@@ -12,7 +12,7 @@ from pnet.backends import numpy_ref, torch_backend
 from pnet.dsl.compile import load_source
 from pnet.ir.types import is_float
 from pnet.passes.autodiff import grad_graph
-from pnet.testing.tolerance import assert_outputs_close
+from pnet.testing.gradcheck import check_gradients, run_gradient_graph
 
 torch = pytest.importorskip("torch")
 
@@ -39,28 +39,13 @@ def check(body, dims=None, ties=False, fd=None, inputs=None, seed=0):
     wrt = [n for n, v in g.inputs if is_float(v.type.dtype)]
     y = numpy_ref.run(g, inputs, {}, float64=True, dims=dims)["y"]
     rng = np.random.default_rng(1)
-    cot = rng.standard_normal(y.shape)
-    gg = grad_graph(g, cotangents=["y"], wrt=wrt)
-    out = numpy_ref.run(gg, inputs | {"cotangent.y": cot}, {}, float64=True, dims=dims)
-    got = {k[len("grad."):]: v for k, v in out.items() if k.startswith("grad.")}
-    leaves = {k: torch.tensor(v, requires_grad=k in wrt) for k, v in inputs.items()}
-    ty = torch_backend.to_module(g, "f64")(**leaves)
-    ty = ty["y"] if isinstance(ty, dict) else ty
-    (ty * torch.tensor(cot)).sum().backward()
-    want = {k: leaves[k].grad.numpy() if leaves[k].grad is not None else np.zeros(inputs[k].shape) for k in wrt}
+    cot = {"y": rng.standard_normal(y.shape)}
+    fd = fd if fd is not None else not ties
+    direction = {k: rng.standard_normal(inputs[k].shape) for k in wrt} if fd else False
+    got = check_gradients(g, inputs, {}, dims=dims, cotangents=cot, wrt=wrt, direction=direction,
+                          rtol=1e-6, atol=1e-8)
     for k in wrt:
         assert got[k].shape == inputs[k].shape, (k, got[k].shape, inputs[k].shape)
-    assert_outputs_close(got, want, want, "f64")
-    if fd if fd is not None else not ties:
-        direction = {k: rng.standard_normal(inputs[k].shape) for k in wrt}
-
-        def loss(h):
-            moved = {k: v + h * direction[k] if k in direction else v for k, v in inputs.items()}
-            return float(np.sum(numpy_ref.run(g, moved, {}, float64=True, dims=dims)["y"] * cot))
-        h = 1e-6
-        numeric = (loss(h) - loss(-h)) / (2 * h)
-        analytic = sum(float(np.sum(got[k] * direction[k])) for k in wrt)
-        assert np.isclose(analytic, numeric, rtol=1e-6, atol=1e-8), (analytic, numeric)
     return got
 
 
@@ -240,11 +225,11 @@ def test_second_order(body):
     x = rng.uniform(0.5, 2.0, (3, 4)) * rng.choice([-1.0, 1.0], (3, 4))
     y = numpy_ref.run(g, {"x": x}, {}, float64=True)["y"]
     c1, c2 = rng.standard_normal(y.shape), rng.standard_normal(x.shape)
-    out = numpy_ref.run(ggg, {"x": x, "cotangent.y": c1, "cotangent.gx": c2}, {}, float64=True)
+    got = run_gradient_graph(ggg, {"x": x}, {}, cotangents={"y": c1, "gx": c2})
     tx = torch.tensor(x, requires_grad=True)
     ty = torch_backend.to_module(g, "f64")(x=tx)
     ty = ty["y"] if isinstance(ty, dict) else ty
     (gx,) = torch.autograd.grad((ty * torch.tensor(c1)).sum(), tx, create_graph=True)
     (gxx,) = torch.autograd.grad((gx * torch.tensor(c2)).sum(), tx, allow_unused=True)
     want = np.zeros_like(x) if gxx is None else gxx.detach().numpy()
-    np.testing.assert_allclose(out["grad.x"], want, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(got["x"], want, rtol=1e-9, atol=1e-11)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from ...errors import ShapeError
-from ..registry import REQUIRED, get, register
+from ..registry import REQUIRED, document, register
 from ..types import DTYPES, NP_NAMES, TensorType, broadcast_shapes, is_float, promote
 from .common import arith_binary, compare_binary, float_unary, numeric_unary
 
@@ -337,5 +337,4 @@ _DOCS = {
     "cast": "x converted to `dtype` (f64, f32, f16, bf16, i64, i32, i8, u8, bool)",
     "arange": "0, 1, ..., n - 1 as a rank-1 tensor of `dtype`",
 }
-for _name, _doc in _DOCS.items():
-    get(_name).doc = _doc
+document(_DOCS)

@@ -7,7 +7,7 @@ import numpy as np
 import sympy
 
 from ...errors import ShapeError
-from ..registry import REQUIRED, get, register
+from ..registry import REQUIRED, document, get, register
 from ..types import TensorType, broadcast_shapes, dims_equal, fmt_dim, numel, promote
 
 
@@ -98,5 +98,4 @@ _DOCS = {
     "matmul": "a @ b with numpy's rules: batch dims broadcast, a rank-1 operand gains (then loses) an axis",
     "einsum": "Einstein summation over the tensors in `xs`, as numpy: einsum([a, b], equation=\"bij,bjk->bik\")",
 }
-for _name, _doc in _DOCS.items():
-    get(_name).doc = _doc
+document(_DOCS)

@@ -8,7 +8,7 @@ import numpy as np
 import sympy
 
 from ...errors import ShapeError
-from ..registry import REQUIRED, get, register
+from ..registry import REQUIRED, document, register
 from ..types import TensorType, broadcast_shapes, dim, dims_equal, fmt_dim, fmt_shape, normalize_axis, numel
 from .common import same_dtype
 
@@ -326,5 +326,4 @@ _DOCS = {
     "flip": "x reversed along `axis` (an int or a list)",
     "roll": "x shifted circularly by `shift` along `axis`",
 }
-for _name, _doc in _DOCS.items():
-    get(_name).doc = _doc
+document(_DOCS)

@@ -243,7 +243,10 @@ def _dynamic_scale_torch(T, x, *, axis, bits, method):
     if method == "absmean":
         s = a.mean(dim=axes, keepdim=True) if axes else a
     else:
-        s = (a.amax(dim=axes, keepdim=True) if axes else a) / qrange(bits)[1]
+        if axes and a.numel() == 0:   # the max over an empty axis is 0 (NumPy's initial=0); torch's amax refuses
+            s = a.new_zeros([1 if i in axes else d for i, d in enumerate(a.shape)])
+        else:
+            s = (a.amax(dim=axes, keepdim=True) if axes else a) / qrange(bits)[1]
     return T.where(s > 0, s, T.ones_like(s))
 
 

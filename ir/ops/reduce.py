@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import PnetError, ShapeError
-from ..registry import get, register
+from ..registry import document, register
 from ..types import TensorType, is_float, normalize_axis
 from .common import norm_axes, reduced_shape
 
@@ -177,5 +177,4 @@ _DOCS = {
     "argmin": "i64 index of the smallest value along `axis` (the first one on ties)",
     "cumsum": "running sum along `axis`, same shape and dtype as x",
 }
-for _name, _doc in _DOCS.items():
-    get(_name).doc = _doc
+document(_DOCS)
