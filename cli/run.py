@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
     sp.add_argument("--save-params", metavar="FILE", help="also write the parameters used (.safetensors or .npz)")
     sp.add_argument("-o", "--output", default="outputs.npz", help="where the outputs go (.npz; default outputs.npz)")
     sp.add_argument("--float64", action="store_true", help="compute every float tensor in float64")
+    sp.add_argument("--train-mode", action="store_true", help="run dropout as in training (default: off, the identity)")
     sp.add_argument("--debug-nan", action="store_true",
                     help="when an output holds NaN/Inf, name the first op (file:line:col) that produced one")
     sp.add_argument("-v", "--verbose", action="store_true", help="-b triton: print each kernel as it starts")
@@ -55,6 +56,8 @@ def run(args) -> int:
         raise UsageError(f"-b {args.backend}: unknown backend (available: {', '.join(BACKENDS)})")
     out_path = _check_paths(args)
     result = load_model(args)
+    from ..ir.ops.random import set_run_mode
+    set_run_mode(result.graph, seed=args.seed, training=args.train_mode)   # random ops: the run's seed, dropout's mode
     g = run_pipeline(result.graph, args)
     inputs = load_inputs(args, g) if args.inputs else numpy_ref.random_inputs(g, args.seed)
     params = load_params(args.params, g) if args.params else numpy_ref.init_params(g, args.seed)

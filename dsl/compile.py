@@ -26,6 +26,8 @@ def load_source(source: str, file: str = "<string>", model: str | None = None, o
                        source, file) from None
     except OverflowError as e:  # outside any statement (a hyperparameter default): the file is the place
         raise PnetError(f"a compile-time number is too large ({e})", Loc(file, 1, 1)) from None
+    from ..ir.ops.random import assign_keys
+    assign_keys(result.graph)   # each random op's call-site key (call path, op, ordinal)
     from ..passes.verify import verify
     verify(result.graph)
     return result

@@ -3,8 +3,8 @@
 Every differentiable op's registry entry holds its vector-Jacobian product (`OpDef.vjp`), written as IR: given
 the node and the cotangent of each of its outputs, it emits the ops that compute the cotangent of each input
 (an `ir.builder.Emitter` gives the emitted nodes the node's source location). `backprop` walks the nodes in
-reverse, calls the rules of the nodes between the values to differentiate (`wrt`) and the seeded values,
-and sums the cotangents a value receives from its several readers. The backward nodes read the forward
+reverse (ir/backprop.py's `reverse_walk`), calls the rules of the nodes between the values to differentiate
+(`wrt`) and the seeded values, and sums the cotangents a value receives from its several readers. The backward nodes read the forward
 values directly, so what the forward computed is shared, never recomputed, and passes after this one (CSE,
 DCE, fusion) see one graph.
 
@@ -18,16 +18,11 @@ or parameter NAME asked for.
 """
 from __future__ import annotations
 
-from ..errors import PnetError
-from ..ir import registry
 from ..ir.analysis import frozen_params
+from ..ir.backprop import GradError, reverse_walk
 from ..ir.builder import Emitter
 from ..ir.graph import Graph, Node, Value, clone
-from ..ir.types import TensorType, dims_equal, is_float
-
-
-class GradError(PnetError):
-    """A gradient that cannot be built (an op without a gradient on the path, a non-scalar loss, ...)."""
+from ..ir.types import is_float
 
 
 def backprop(nodes: list[Node], seeds: dict[Value, Value], wrt: list[Value],
@@ -36,26 +31,7 @@ def backprop(nodes: list[Node], seeds: dict[Value, Value], wrt: list[Value],
     leads from it to a seed). `seeds` maps values to their cotangents (ones for a scalar loss). A value of
     `wrt` that reaches a seed only through an op whose output is not a float (quantize, argmax, a
     comparison) is an error naming that op (`names`: what to call the values of wrt in it)."""
-    active = {v for v in wrt if is_float(v.type.dtype)}      # values that depend on a value of wrt
-    for n in nodes:
-        if any(v is not None and v in active for v in n.inputs):
-            active.update(o for o in n.outputs if is_float(o.type.dtype))
-    needed = set(seeds)                                      # values some seed depends on
-    for n in reversed(nodes):
-        if any(o in needed for o in n.outputs):
-            needed.update(v for v in n.inputs if v is not None)
-    ct: dict[Value, Value] = {v: c for v, c in seeds.items() if v in active}
-    emitted: list[Node] = []
-    for n in reversed(nodes):
-        cts = [ct.get(o) for o in n.outputs]
-        targets = [v is not None and v in active and v in needed for v in n.inputs]
-        if not any(targets) or all(c is None for c in cts):
-            continue
-        e = Emitter(n)
-        for i, (v, want, g) in enumerate(zip(n.inputs, targets, _vjp(e, n, cts))):
-            if want and g is not None:
-                _accumulate(e, ct, v, g, n, i)
-        emitted += e.nodes
+    emitted, ct, needed = reverse_walk(nodes, seeds, wrt)
     grads = []
     for j, v in enumerate(wrt):
         if v in ct:
@@ -91,30 +67,6 @@ def _check_not_blocked(nodes: list[Node], v: Value, needed: set, name: str | Non
         raise GradError(f"no gradient reaches {what}: its path to the loss goes through {blocker.op}, whose output "
                         f"{out} is not a float; give {blocker.op} a surrogate gradient with straight_through(...), "
                         f"or say no gradient is meant with stop_gradient(...)", blocker.where)
-
-
-def _vjp(e: Emitter, n: Node, cts: list[Value | None]) -> list[Value | None]:
-    opdef = registry.get(n.op)
-    if opdef.vjp is None:
-        reason = f": {opdef.no_grad}" if opdef.no_grad else ""
-        raise GradError(f"{n.op} has no gradient{reason}; stop the gradient before it with stop_gradient(...), or "
-                        f"give it a surrogate gradient with straight_through(...)", n.where)
-    grads = list(opdef.vjp(e, n, cts))
-    return grads + [None] * (len(n.inputs) - len(grads))
-
-
-def _accumulate(e: Emitter, ct: dict, v: Value, g: Value, n: Node, i: int) -> None:
-    if g.type.rank != v.type.rank or not all(dims_equal(a, b) for a, b in zip(g.type.shape, v.type.shape)):
-        raise PnetError(f"internal error: the gradient rule of {n.op} gave input {i} a cotangent {g.type} "
-                        f"for a value {v.type}", n.where)
-    g = e.like(g, v)
-    ct[v] = g if v not in ct else e("add", [ct[v], g])
-
-
-def cotangents(e: Emitter, n: Node, cts: list[Value | None]) -> list[Value]:
-    """Each output's cotangent, zeros for an output nothing downstream differentiates (for the rules of ops
-    with several outputs, such as split)."""
-    return [c if c is not None else e.full(0.0, o.type) for c, o in zip(cts, n.outputs)]
 
 
 # ---- the whole-graph form ------------------------------------------------------------------------------

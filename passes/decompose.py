@@ -425,3 +425,7 @@ _RULES = {
     "einsum": _einsum,
     "prod": _prod,
 }
+
+# random ops (ir/ops/random.py): the counter (each element's flat index) made an explicit operand
+from ..ir.ops.random import RANDOM_OPS, with_counter  # noqa: E402
+_RULES.update(dict.fromkeys(RANDOM_OPS, with_counter))

@@ -114,6 +114,12 @@ class Spec:
             return rng.integers(low, self.high or 4, self.shape).astype(DTYPES[self.dtype])
         if self.fill == "positive":
             return rng.uniform(0.5, 2.0, self.shape).astype(np.float32)
+        if self.fill == "unit":   # inside (-1, 1): erfinv's domain
+            return rng.uniform(-0.9, 0.9, self.shape).astype(np.float32)
+        if self.fill == "spd":   # symmetric positive definite, eigenvalues well apart (eigh's gradient divides by gaps)
+            n = self.shape[-1]
+            a = rng.standard_normal(self.shape) * 0.3
+            return (a @ np.swapaxes(a, -1, -2) + np.diag(np.arange(1.0, n + 1) * 2)).astype(np.float32)
         return rng.standard_normal(self.shape).astype(np.float32)
 
 
@@ -123,6 +129,10 @@ def F(*shape):
 
 def P(*shape):
     return Spec("f32", shape, "positive")
+
+
+def SPD(*shape):
+    return Spec("f32", shape, "spd")
 
 
 def I(high, *shape, dtype="i64"):  # noqa: E743 - an index tensor in [0, high)
@@ -211,6 +221,27 @@ CASES = {
     "topk_mask": [case(F(2, 5), k=2), case(F(3, 4), k=2, axis=0)],
 }
 CASES["sum"].append(case(I(None, 2, 3, dtype="i32"), axis=[1]))  # torch widens to i64; the module must not
+CASES.update({  # issue 21 item 3: dense linear algebra (ir/ops/dense_linalg.py), on well-conditioned matrices
+    "solve": [case(SPD(2, 3, 3), F(2, 3, 2))], "inv": [case(SPD(2, 3, 3))], "cholesky": [case(SPD(2, 3, 3))],
+    "triangular_solve": [case(SPD(2, 3, 3), F(2, 3, 2)), case(SPD(3, 3), F(2, 3), upper=True, left=False)],
+    "eigh": [case(SPD(2, 3, 3))], "qr": [case(F(2, 4, 3))], "slogdet": [case(SPD(2, 3, 3))],
+    "matrix_exp": [case(F(2, 3, 3))],
+})
+CASES.update({op: [case(Spec("f32", (2, 3, 4), "unit"))] for op in ("erfinv", "asin", "acos", "log1p")})
+CASES["xlogy"] = [case(F(2, 3, 4), P(3, 4))]
+CASES.update({op: [case(P(2, 3, 4))] for op in ("lgamma", "digamma")})   # away from the poles at 0, -1, ...
+CASES.update({  # issue 21 item 2: Philox samplers (ir/ops/random.py), keyed explicitly (no call site here)
+    "rand_uniform": [case(shape=[3, 4], key=7, seed=1)], "rand_normal": [case(shape=[2, 5], key=8, seed=1)],
+    "randint": [case(low=-2, high=5, shape=[4, 3], key=9)], "gumbel": [case(shape=[3, 3], key=10)],
+    "bernoulli": [case(P(3, 4), key=11)], "dropout": [case(X, p=0.25, training=True, key=12), case(X)],
+})
+CASES.update({  # issue 21 item 5: resampling and pooling (ir/ops/resample.py)
+    "interpolate": [case(F(2, 3, 4, 5), size=[6, 3], mode="bilinear"), case(F(1, 2, 3, 4), scale_factor=2.0, mode="bicubic",
+                    align_corners=True), case(F(2, 3, 5), size=7)],
+    "grid_sample": [case(F(2, 3, 4, 5), F(2, 3, 2, 2)), case(F(1, 2, 3, 3), F(1, 2, 4, 2), mode="nearest", padding_mode="border")],
+    "max_pool3d": [case(F(1, 2, 4, 4, 4), kernel=2)], "avg_pool3d": [case(F(1, 2, 4, 5, 4), kernel=3, stride=2, padding=1)],
+    **{f"adaptive_{k}_pool{n}d": [case(F(2, 3, *[5, 4, 3][:n]), output_size=[3, 2, 2][:n])] for k in ("avg", "max") for n in (1, 2, 3)},
+})
 
 
 def op_cases(name):
@@ -269,7 +300,8 @@ def test_op_forward(name, i):
     assert_outputs_close(numpy_out(got), ref32, ref64)
 
 
-NOT_DIFFERENTIABLE = {"floor", "round", "sign", "heaviside"}  # zero almost everywhere: checked all the same
+# zero almost everywhere: checked all the same (bernoulli: a step in p at each sample's threshold)
+NOT_DIFFERENTIABLE = {"floor", "round", "sign", "heaviside", "bernoulli"}
 # quantization-aware training's straight-through estimators: their gradient is by definition not the derivative
 # (tests/test_quantize.py checks it is the identity inside the range and zero where values saturate); and the ops
 # that steer gradients on purpose (tests/test_autodiff.py checks stop_gradient and straight_through)

@@ -53,6 +53,7 @@ class ModuleGen(MatmulKernels, ReduceKernels, IndexKernels, ConvKernels, Operand
             "from pnet.backends.triton import index_codegen as _ix",
             "from pnet.backends.triton.prelude import _erf, _floordiv_int, _gelu, _gelu_tanh, _mod_int, _pow, _quantize, _round_even, _sign, _softplus, _tanh",
             "from pnet.backends.triton.prelude import _mod_float, _round_bf16, _round_f16, _store_cast",
+            "from pnet.backends.triton.prelude import _acos, _asin, _atan, _atan2, _digamma, _erfinv, _expm1, _lgamma, _log1p, _logaddexp, _xlogy",
             "",
         ]
         return "\n".join(head + self.kernels + self.helpers + [body]) + "\n"
@@ -68,7 +69,8 @@ class ModuleGen(MatmulKernels, ReduceKernels, IndexKernels, ConvKernels, Operand
             for i, p in enumerate(graph.params):
                 names[p.value] = f"p{i}"
                 lines.append(f"    p{i} = params[{p.name!r}]")
-            lines.append("    dev = (list(inputs.values()) + list(params.values()))[0].device")
+            lines.append("    dev = next((t.device for t in list(inputs.values()) + list(params.values())), None)")
+            lines.append("    dev = dev if dev is not None else torch.device('cuda' if torch.cuda.is_available() else 'cpu')")  # no inputs: rand_*
             bound = set()
             for i, (n, v) in enumerate(graph.inputs):
                 for ax, d in enumerate(v.type.shape):

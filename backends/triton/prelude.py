@@ -184,3 +184,174 @@ def _store_cast(v, ptr):
         return u.to(tl.uint16).to(tl.bfloat16, bitcast=True)
     else:
         return v.to(ptr.dtype.element_ty)
+
+
+# ---- special functions (ir/ops/special.py): accurate to a few f32 ulps away from cancellation ----------------
+@triton.jit
+def _atan(x):
+    # Cephes atanf: reduced to |t| <= tan(pi/8) by atan(x) = pi/2 + atan(-1/x) or pi/4 + atan((x-1)/(x+1)), then an
+    # odd polynomial (relative error ~1e-7); odd in x; +-inf give +-pi/2, NaN stays NaN
+    a = tl.abs(x)
+    big = a > 2.414213562373095
+    mid = a > 0.4142135623730950
+    t = tl.where(big, -1.0 / tl.where(big, a, 1.0), tl.where(mid, (a - 1.0) / (a + 1.0), a))
+    base = tl.where(big, 1.5707963267948966, tl.where(mid, 0.7853981633974483, 0.0))
+    z = t * t
+    r = base + ((((8.05374449538e-2 * z - 1.38776856032e-1) * z + 1.99777106478e-1) * z - 3.33329491539e-1) * z * t + t)
+    return tl.where(x < 0, -r, r)
+
+
+@triton.jit
+def _atan2(y, x):
+    # C99 atan2: atan of min/max of |y|, |x| in [0, 1] (both infinite: 1; both zero: 0), unfolded to the octant,
+    # then the quadrant; a negative zero counts as negative (atan2(0, -0) = pi, atan2(-0, -0) = -pi)
+    y, x = _operands(y, x)
+    ay = tl.abs(y)
+    ax = tl.abs(x)
+    hi = tl.maximum(ay, ax)
+    lo = tl.minimum(ay, ax)
+    both_inf = (ay == float("inf")) & (ax == float("inf"))
+    t = tl.where(both_inf, 1.0, tl.where(hi == 0.0, 0.0, lo / tl.where(hi == 0.0, 1.0, hi)))
+    r = _atan(t)
+    r = tl.where(ay > ax, 1.5707963267948966 - r, r)
+    r = tl.where((x < 0) | (1.0 / x < 0), 3.141592653589793 - r, r)
+    r = tl.where((y < 0) | (1.0 / y < 0), -r, r)
+    return tl.where((x != x) | (y != y), float("nan"), r)
+
+
+@triton.jit
+def _asin(x):
+    # atan2(x, sqrt(1 - x^2)), with 1 - x^2 as (1 - x)(1 + x) (exact 1 - x near 1); NaN outside [-1, 1]
+    return _atan2(x, tl.sqrt((1.0 - x) * (1.0 + x)))
+
+
+@triton.jit
+def _acos(x):
+    return _atan2(tl.sqrt((1.0 - x) * (1.0 + x)), x)
+
+
+@triton.jit
+def _log1p(x):
+    # log(u) * x / (u - 1) with u = 1 + x rounded: the quotient corrects the rounding of u (Goldberg's trick)
+    u = 1.0 + x
+    d = u - 1.0
+    r = tl.where(d == 0.0, x, tl.log(u) * (x / tl.where(d == 0.0, 1.0, d)))
+    return tl.where(x == float("inf"), x, r)
+
+
+@triton.jit
+def _expm1(x):
+    # (u - 1) * x / log(u) with u = exp(x) (Kahan's trick); exp(x) == 1: x itself; u - 1 == -1: -1 (-inf included)
+    u = tl.exp(x)
+    d = u - 1.0
+    lu = tl.log(u)
+    r = tl.where(u == 1.0, x, tl.where(d == -1.0, -1.0, d * (x / tl.where(lu == 0.0, 1.0, lu))))
+    return tl.where(u == float("inf"), u, r)
+
+
+@triton.jit
+def _logaddexp(a, b):
+    # max + log1p(exp(-|a - b|)); equal infinities give themselves (inf - inf would be NaN); NaN propagates
+    a, b = _operands(a, b)
+    m = tl.maximum(a, b)
+    r = m + _log1p(tl.exp(-tl.abs(a - b)))
+    r = tl.where((a == b) & (tl.abs(a) == float("inf")), a, r)
+    return tl.where((a != a) | (b != b), float("nan"), r)
+
+
+@triton.jit
+def _xlogy(x, y):
+    # x * log(y); 0 where x == 0 whatever y, but NaN where y is NaN (torch.xlogy)
+    x, y = _operands(x, y)
+    r = tl.where(x == 0.0, 0.0, x * tl.log(y))
+    return tl.where(y != y, y, r)
+
+
+@triton.jit
+def _lgamma_pos(x):
+    # log Gamma(x) for x >= 1/2 (or +inf): Gamma(x) = Gamma(x + 8) / (x (x+1) ... (x+7)) below 8, then Stirling's
+    # series with terms to z^-5 (truncation < 3e-10 at z >= 8); z (log z - 1) first, so it overflows only as lgamma does
+    small = x < 8.0
+    s = tl.where(small, x, 1.0)
+    p = s * (s + 1.0) * (s + 2.0) * (s + 3.0) * (s + 4.0) * (s + 5.0) * (s + 6.0) * (s + 7.0)
+    z = tl.where(small, x + 8.0, x)
+    lz = tl.log(z)
+    iz = 1.0 / z
+    iz2 = iz * iz
+    r = z * (lz - 1.0) - 0.5 * lz + 0.9189385332046727 + iz * (0.08333333333333333 - iz2 * (
+        0.002777777777777778 - iz2 * 0.0007936507936507937))
+    r = tl.where(small, r - tl.log(p), r)
+    return tl.where(x == float("inf"), x, r)
+
+
+@triton.jit
+def _lgamma(x):
+    # below 1/2 the reflection log Gamma(x) = log(pi / |sin(pi x)|) - log Gamma(1 - x), |sin(pi x)| taken at the
+    # exact fraction f = |x| - floor(|x|) folded to [0, 1/2] (x - floor(x) would round -1e-40 to 1); +inf at 0, the
+    # negative integers and -inf
+    neg = x < 0.5
+    y = _lgamma_pos(tl.where(neg, 1.0 - x, x))
+    a = tl.abs(x)
+    f = a - tl.floor(a)
+    s = tl.sin(3.141592653589793 * tl.minimum(f, 1.0 - f))
+    r = tl.where(neg, 1.1447298858494002 - tl.log(s) - y, y)
+    pole = (x <= 0.0) & (tl.floor(x) == x)
+    return tl.where(pole, float("inf"), r)
+
+
+@triton.jit
+def _digamma_pos(x):
+    # psi(x) for x > 0: psi(x) = psi(x + 8) - sum 1 / (x + k) below 8, then the asymptotic series to z^-6
+    small = x < 8.0
+    s = tl.where(small, x, 1.0)
+    acc = 1.0 / s + 1.0 / (s + 1.0) + 1.0 / (s + 2.0) + 1.0 / (s + 3.0) + 1.0 / (s + 4.0) + 1.0 / (s + 5.0) + \
+        1.0 / (s + 6.0) + 1.0 / (s + 7.0)
+    z = tl.where(small, x + 8.0, x)
+    w = 1.0 / (z * z)
+    r = tl.log(z) - 0.5 / z - w * (0.08333333333333333 - w * (0.008333333333333333 - w * 0.003968253968253968))
+    return tl.where(small, r - acc, r)
+
+
+@triton.jit
+def _digamma(x):
+    # reflection below 0: psi(x) = psi(1 - x) - pi cot(pi x) = psi(1 - x) + pi cot(pi |x|), with cot(pi |x|) taken at
+    # r = |x| - floor(|x|) folded to [-1/2, 1/2] (exact); as torch: -inf at +0, +inf at -0, NaN at the negative
+    # integers and -inf
+    neg = x < 0
+    y = _digamma_pos(tl.where(neg, 1.0 - x, x))
+    a = tl.abs(x)
+    f = a - tl.floor(a)
+    t = 3.141592653589793 * tl.where(f > 0.5, f - 1.0, f)
+    r = tl.where(neg, y + 3.141592653589793 * tl.cos(t) / tl.sin(t), y)
+    r = tl.where(neg & (tl.floor(x) == x), float("nan"), r)
+    return tl.where(x == 0.0, tl.where(1.0 / x < 0, float("inf"), float("-inf")), r)
+
+
+@triton.jit
+def _erfinv(x):
+    # Giles (2010), "Approximating the erfinv function", single precision: w = -log(1 - x^2), a polynomial in w
+    # (w < 5) or in sqrt(w); +-inf at +-1, NaN outside [-1, 1]
+    w = -tl.log((1.0 - x) * (1.0 + x))
+    central = w < 5.0
+    wc = w - 2.5
+    p = 2.81022636e-08
+    p = 3.43273939e-07 + p * wc
+    p = -3.5233877e-06 + p * wc
+    p = -4.39150654e-06 + p * wc
+    p = 0.00021858087 + p * wc
+    p = -0.00125372503 + p * wc
+    p = -0.00417768164 + p * wc
+    p = 0.246640727 + p * wc
+    p = 1.50140941 + p * wc
+    wt = tl.sqrt(tl.where(central, 5.0, w)) - 3.0
+    q = -0.000200214257
+    q = 0.000100950558 + q * wt
+    q = 0.00134934322 + q * wt
+    q = -0.00367342844 + q * wt
+    q = 0.00573950773 + q * wt
+    q = -0.0076224613 + q * wt
+    q = 0.00943887047 + q * wt
+    q = 1.00167406 + q * wt
+    q = 2.83297682 + q * wt
+    r = tl.where(central, p, q) * x
+    return tl.where(tl.abs(x) == 1.0, x * float("inf"), r)

@@ -3,7 +3,7 @@ verifier and backends treat it specially. It is registered so tools can list and
 from __future__ import annotations
 
 from ...errors import PnetError
-from ..registry import no_grad, register
+from ..registry import register
 
 
 def _no_direct_use(*_a, **_k):
@@ -13,5 +13,3 @@ def _no_direct_use(*_a, **_k):
 register("scan", "*xs", kind="control", infer=_no_direct_use, ref=_no_direct_use,
          attrs={"axes": [], "out_axis": 0, "n_carries": 0, "n_seqs": 0, "length": 0},
          doc="recurrence over a sequence axis; inputs are carries, sequences, then captured values")
-no_grad("a scan body is not differentiated yet (a reverse scan is planned); differentiate the torch module, or "
-        "unroll the recurrence with a compile-time `for`", "scan")

@@ -9,6 +9,14 @@ from .samplers.generic import generic_unary, generic_unknown
 from .values import Spec
 
 FAMILIES = (elementwise, reductions, linalg, conv_pool, movement, norms, index, quant, attention)
+from .samplers import resample as _resample  # noqa: E402  (issue 21: interpolate, grid_sample, 3-D / adaptive pools)
+FAMILIES += (_resample,)
+from .samplers import random as _random  # noqa: E402  (issue 21: Philox sampling ops)
+FAMILIES += (_random,)
+from .samplers import dense_linalg as _dense_linalg  # noqa: E402  (issue 21: solve, inv, cholesky, eigh, qr, ...)
+FAMILIES += (_dense_linalg,)
+from .samplers import special as _special  # noqa: E402  (issue 21: atan/atan2/asin/acos, lgamma/digamma, erfinv, log1p/expm1, logaddexp, xlogy)
+FAMILIES += (_special,)
 
 
 def _assemble() -> dict[str, Spec]:
