@@ -248,7 +248,9 @@ class Elaborator(StatementsMixin, IndexNotationMixin, ExpressionsMixin, CallsMix
             f = frame or Frame({}, A.Module("<annotation>"), (), self.root)
             args = tuple(self._plain(self.eval(x, f)) for x in a.args)
             kwargs = tuple(sorted((k, self._plain(self.eval(v, f))) for k, v in a.kwargs))
-            out.append(Annotation(a.name, args, kwargs, a.loc))
+            ann = Annotation(a.name, args, kwargs, a.loc)
+            _check_annotation(ann)
+            out.append(ann)
         return tuple(out)
 
     def _plain(self, v):
@@ -362,3 +364,14 @@ class Elaborator(StatementsMixin, IndexNotationMixin, ExpressionsMixin, CallsMix
 
     _main_source = None
 
+
+def _check_annotation(a: Annotation) -> None:
+    """Annotations mean one thing: a `@sparse` / `@quantize` spec is read here, at compile time, by its pass's own
+    parser (an error at the annotation); free text goes in `@note("...")`, which every pass ignores (its arguments are
+    not checked: `@note` and any other name no pass reads are kept as they are)."""
+    if a.name == "sparse":
+        from ..passes.sparsify import _annotation_options
+        _annotation_options(a)
+    elif a.name == "quantize":
+        from ..passes.quantize.layers import _annotation_options
+        _annotation_options(a, None)

@@ -393,8 +393,8 @@ def test_annotation_sparsifies_only_its_layer():
 ])
 def test_annotation_errors_point_at_the_annotation(annotation, message):
     src = ANNOTATED.replace('@sparse("2:4")', annotation)
-    g = load_source(src).graph
-    with pytest.raises(PnetError) as e:
+    with pytest.raises(PnetError) as e:  # a bad spec fails at compile time, one that does not fit in the pass
+        g = load_source(src).graph
         sparsify(g, numpy_ref.init_params(g, 0))
     assert message in str(e.value) and "\n" not in str(e.value)
     assert e.value.loc is not None and e.value.loc.line == 5
