@@ -21,13 +21,13 @@ class Parser(argparse.ArgumentParser):
 
 
 # ---- the model options and loading ---------------------------------------------------------------------------
-def add_model_args(sp) -> None:
+def add_model_args(sp, passes_help: str = "pass pipeline: 'cleanup' (default), 'none', or a list like fold,cse,dce") -> None:
     sp.add_argument("file", help="a .pnet file, or a stdlib model by name (stdlib:gpt2, or gpt2 when no such file exists)")
     sp.add_argument("--model", help="which model in the file (default: the first)")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter or bind a symbolic dim")
     sp.add_argument("--test-config", action="store_true",
                     help="apply the file's small test configuration (its '# test: --set ...' line); --set overrides it")
-    sp.add_argument("--passes", metavar="SPEC", help="pass pipeline: 'cleanup' (default), 'none', or a list like fold,cse,dce")
+    sp.add_argument("--passes", metavar="SPEC", help=passes_help)
 
 
 def parse_sets(pairs) -> dict:

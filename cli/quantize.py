@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import json
 
-from .common import EXIT_OK, add_quantize_options, apply_quantize, load_model, run_pipeline
+from .common import EXIT_OK, add_model_args, add_quantize_options, apply_quantize, load_model, run_pipeline
 
 
 def add_parser(sub) -> None:
     sp = sub.add_parser("quantize", help="quantize a model's weights (and activations); print per-layer scales, "
                                          "errors against the float model, and weight bytes before/after")
-    sp.add_argument("file", help="a .pnet file, or a stdlib model by name (stdlib:gpt2, or gpt2 when no such file exists)")
-    sp.add_argument("--model", help="which model in the file (default: the first)")
-    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter or bind a symbolic dim")
-    sp.add_argument("--test-config", action="store_true",
-                    help="apply the file's small test configuration (its '# test: --set ...' line); --set overrides it")
-    sp.add_argument("--passes", metavar="SPEC", help="pass pipeline before quantizing (default cleanup)")
+    add_model_args(sp, passes_help="pass pipeline before quantizing (default cleanup)")
     sp.add_argument("--scheme", default=None,
                     help="w8a8, w8, w4, binary, ternary (default: only the @quantize-annotated layers)")
     sp.add_argument("--params", help="float weights (.safetensors or .npz); default: seeded init")
