@@ -87,17 +87,18 @@ class Model:
         return to_source(self.graph)
 
 
-def load(path: str | Path, model: str | None = None, **hyper) -> Model:
+def load(path: str | Path, model: str | None = None, *, training: bool = False, **hyper) -> Model:
     """Compile `path` (the first `model` in it, or the one named `model`). Keyword arguments set the model's
-    hyperparameters (`width=64`) or the default sizes of its symbolic dims (`B=8`)."""
+    hyperparameters (`width=64`) or the default sizes of its symbolic dims (`B=8`). `training=True` compiles
+    for training (the builtin `training`: batch statistics, dropout, `update`d state as `state:NAME` outputs)."""
     from .dsl.compile import load_file
-    return _model(load_file(path, model, hyper), hyper, str(path))
+    return _model(load_file(path, model, hyper, training=training), hyper, str(path))
 
 
-def loads(source: str, model: str | None = None, **hyper) -> Model:
+def loads(source: str, model: str | None = None, *, training: bool = False, **hyper) -> Model:
     """Like `load`, from source text (imports resolve against the stdlib)."""
     from .dsl.compile import load_source
-    return _model(load_source(source, "<string>", model, hyper), hyper, None)
+    return _model(load_source(source, "<string>", model, hyper, training=training), hyper, None)
 
 
 def _model(result, overrides: dict, path) -> Model:

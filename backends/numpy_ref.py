@@ -63,7 +63,8 @@ def check_shapes(graph: Graph, bindings: dict) -> None:
 
 # ops whose type rule, given the bound sizes, refuses what the symbolic one could not decide (topk's k against
 # a dim bound to 0, split sizes against the bound axis): their type rule runs again with concrete shapes
-RETYPED = ("topk", "topk_mask", "split")
+RETYPED = ("topk", "topk_mask", "split", "fft", "ifft", "rfft", "irfft", "fft2", "ifft2", "rfft2", "irfft2")  # (fft.py:
+# a transformed axis bound to 0)
 
 
 def _retype_error(node, bindings: dict) -> str | None:
@@ -190,6 +191,8 @@ def random_inputs(graph: Graph, seed: int = 0, dims: dict | None = None) -> dict
         dtype = DTYPES[v.type.dtype]
         if is_float(v.type.dtype):
             out[name] = _drawn(rng.standard_normal, shape, dtype)
+        elif v.type.dtype in ("c64", "c128"):   # complex: normal real and imaginary parts, drawn in turn
+            out[name] = _drawn(rng.standard_normal, shape, dtype) + 1j * _drawn(rng.standard_normal, shape, dtype)
         elif v.type.dtype == "bool":
             out[name] = _drawn(lambda n: rng.random(n) < 0.5, shape, dtype)
         else:
@@ -249,6 +252,8 @@ def _as_dtype(arr, dtype, float64):
         return round_to_bf16(arr)
     if is_float(dtype):
         return arr.astype(np.float64 if float64 else DTYPES[dtype], copy=False)
+    if dtype in ("c64", "c128"):   # complex (ir/ops/fft.py): c128 in the float64 reference
+        return arr.astype(np.complex128 if float64 else DTYPES[dtype], copy=False)
     return arr.astype(DTYPES[dtype], copy=False)
 
 

@@ -13,6 +13,7 @@ distinct binding and cached.
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from pathlib import Path
 
@@ -23,14 +24,14 @@ from torch import nn
 
 from ..errors import PnetError, ShapeError, UsageError
 from ..ir import registry
-from ..ir.analysis import frozen_params
-from ..ir.graph import Graph
+from ..ir.graph import STATE_OUTPUT_PREFIX, Graph
 from ..ir.types import is_float, map_leaves
 from .numpy_ref import DEFAULT_DIM, DEFAULT_DIMS, check_shapes, init_params, input_shape_error, symbols
 from .pysrc import dim_var
 
 TORCH_DTYPES = {"f64": torch.float64, "f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
-                "i64": torch.int64, "i32": torch.int32, "i8": torch.int8, "u8": torch.uint8, "bool": torch.bool}
+                "i64": torch.int64, "i32": torch.int32, "i8": torch.int8, "u8": torch.uint8, "bool": torch.bool,
+                "c64": torch.complex64, "c128": torch.complex128}
 COMPUTE_DTYPES = ("f32", "f16", "bf16", "f64")
 
 
@@ -40,6 +41,8 @@ def compute_dtype(declared: str, mode: str) -> torch.dtype:
     f32 keeps every declared dtype (the reference's behaviour). f16/bf16 lower the f32/f64 values only,
     so a deliberate cast to another half type in the program survives. f64 widens every float (the
     reference's float64=True)."""
+    if declared in ("c64", "c128"):   # complex (ir/ops/fft.py): c128 in f64 mode, else as declared
+        return TORCH_DTYPES["c128" if mode == "f64" else declared]
     if not is_float(declared) or mode == "f32":
         return TORCH_DTYPES[declared]
     if mode == "f64" or declared in ("f32", "f64"):
@@ -83,6 +86,8 @@ def dim_src(expr) -> str:
         return str(int(expr))
     if expr.is_Symbol:
         return dim_var(expr.name)
+    if expr.has(sympy.Float):   # a float scalar computed from dims (`1.0 / (P - 1)`): true division
+        return sympy.pycode(expr.subs({s: sympy.Symbol(dim_var(s.name)) for s in expr.free_symbols}))
     if isinstance(expr, sympy.floor):
         num, den = sympy.fraction(sympy.together(expr.args[0]))
         return f"({dim_src(num)}) // ({dim_src(den)})" if den != 1 else dim_src(num)
@@ -111,16 +116,17 @@ def _paren(e) -> str:
 class _Dim:
     """A symbolic dim compiled to a Python function of the dim sizes: evaluating it per binding needs no sympy,
     so torch.compile can trace the whole forward, plan look-up included."""
-    __slots__ = ("names", "fn", "text")
+    __slots__ = ("names", "fn", "text", "number")
 
     def __init__(self, expr):
         self.names = sorted(s.name for s in expr.free_symbols)
         self.text = dim_src(expr)
+        self.number = float if expr.has(sympy.Float) else int   # `1.0 / P` is a float scalar, not a dim
         self.fn = eval(f"lambda {', '.join(dim_var(n) for n in self.names)}: {self.text}", {"max": max, "min": min})  # noqa: S307
 
     def __call__(self, bindings: dict) -> int:
         try:
-            return int(self.fn(*[bindings[n] for n in self.names]))
+            return self.number(self.fn(*[bindings[n] for n in self.names]))
         except KeyError as e:
             raise ShapeError(f"dimension {self.text} is not bound to a number ({e.args[0]} is not a dim of any input)") from None
 
@@ -128,6 +134,8 @@ class _Dim:
 def _prepare(v):
     """An attribute value with every sympy dim made an int (concrete) or a _Dim (symbolic)."""
     if isinstance(v, sympy.Basic):
+        if v.is_number and v.has(sympy.Float):
+            return float(v)
         return int(v) if v.is_Integer else _Dim(v)
     if isinstance(v, dict):
         return {k: _prepare(x) for k, x in v.items()}
@@ -386,14 +394,16 @@ class PnetModule(nn.Module):
                              for ax, d in enumerate(v.type.shape) if d.is_Symbol]
         self._defaults = {s: graph.dims.get(s, DEFAULT_DIMS.get(s, DEFAULT_DIM)) for s in self._symbols}
         values = params if params is not None else init_params(graph, seed)
-        frozen = frozen_params(graph)
-        self._param_slots = []
+        self._param_slots = []   # (owner module, leaf name, its dict: _parameters, or _buffers for `state`)
         for p in graph.params:
-            self._param_slots.append(self._add_param(p.name, values[p.name], p.value.type.dtype, p.name not in frozen))
+            self._param_slots.append(self._add_param(p.name, values[p.name], p.value.type.dtype, p.state))
+        # a training-mode graph's `update` results ("state:NAME" outputs): written into their buffers
+        self._updates = [(n, self._param_slots[[p.name for p in graph.params].index(n[len(STATE_OUTPUT_PREFIX):])])
+                         for n, _ in graph.outputs if n.startswith(STATE_OUTPUT_PREFIX)]
         self._fold_constants()
 
     # -- construction --
-    def _add_param(self, name: str, value, declared: str, trainable: bool = True):
+    def _add_param(self, name: str, value, declared: str, state: bool = False):
         *scopes, leaf = name.split(".")
         owner: nn.Module = self
         for seg in scopes:
@@ -403,8 +413,12 @@ class PnetModule(nn.Module):
         t = torch.as_tensor(np.asarray(value)).to(compute_dtype(declared, self._pnet_dtype))
         # Straight into _parameters: a name such as "eval" or "type" is a fine pnet name but register_parameter
         # would refuse it as an existing attribute. The forward pass reads parameters from the same dicts.
-        owner._parameters[leaf] = nn.Parameter(t, requires_grad=trainable and t.is_floating_point())
-        return owner, leaf
+        if state:   # a buffer: in state_dict, not in parameters(), never trained
+            owner._buffers[leaf] = t
+            owner._non_persistent_buffers_set.discard(leaf)
+            return owner, leaf, owner._buffers
+        owner._parameters[leaf] = nn.Parameter(t, requires_grad=t.is_floating_point())
+        return owner, leaf, owner._parameters
 
     def _fold_constants(self):
         """Source ops (const, arange) with concrete attributes are computed once and kept as non-persistent
@@ -435,8 +449,8 @@ class PnetModule(nn.Module):
         return list(self._output_names)
 
     def _device(self, inputs):
-        for owner, leaf in self._param_slots:
-            return owner._parameters[leaf].device
+        for _, leaf, tensors in self._param_slots:
+            return tensors[leaf].device
         for b in self._buffers.values():
             return b.device
         for t in inputs:
@@ -469,37 +483,69 @@ class PnetModule(nn.Module):
 
     def _plan(self, inputs: list) -> list:
         """The concrete plan for these input shapes (dims bound from the shapes; checked; cached)."""
+        # operator.index, not int: under torch.compile a size that Dynamo made dynamic (a second batch size) is
+        # specialised to its value (a guard), where int() would keep it symbolic and break the graph here
+        shapes = tuple(tuple(operator.index(d) for d in t.shape) for t in inputs)
+        device = inputs[0].device if inputs else self._device(())
+        key = self._plan_key(shapes, device)
+        if key is None:  # the shapes are refused: raise that error outside the traced code
+            self._raise_plan_error(shapes, device)
+        return self._plans[key][0]
+
+    @torch.compiler.assume_constant_result
+    def _plan_key(self, shapes: tuple, device) -> tuple | None:
+        """`_make_plan`'s key, or None where it raises (an exception raised while Dynamo runs this is reported
+        as Dynamo's internal error, not the ShapeError the eager module raises)."""
+        try:
+            return self._make_plan(shapes, device)
+        except PnetError:
+            return None
+
+    @torch.compiler.disable
+    def _raise_plan_error(self, shapes: tuple, device) -> None:
+        self._make_plan(shapes, device)
+
+    def _make_plan(self, shapes: tuple, device) -> tuple:
+        """The key in self._plans of the plan for input shapes `shapes` (tuples of ints) on `device`, made
+        (checked, instantiated) on first use. torch.compile runs this once while it traces and keeps the key as
+        a constant: the plan is already cached when the traced `self._plans[key]` reads it, so the only guard
+        on the cache is that it holds the key, true from then on. (Tracing the look-up and the insertion guarded
+        on the key being absent, which failed on the second call and compiled the module twice.)"""
         bound = {}
         for i, ax, name in self._dim_sources:
-            shape = inputs[i].shape
+            shape = shapes[i]
             if ax >= len(shape):
                 break  # the rank check below reports it
-            n = int(shape[ax])
+            n = shape[ax]
             if bound.setdefault(name, n) != n:
                 raise ShapeError(f"input '{self._input_names[i]}' has shape {list(shape)}: dim {name} is {n} here "
                                  f"but {bound[name]} elsewhere")
-        device = inputs[0].device if inputs else self._device(())
-        key = (device,) + tuple(bound.get(s, -1) for s in self._symbols)
+        key = (str(device),) + tuple(bound.get(s, -1) for s in self._symbols)
         plan = self._plans.get(key)
         if plan is None:
             bindings = {s: bound.get(s, self._defaults[s]) for s in self._symbols}
             check_shapes(self.graph, bindings)  # once per binding: the reference's shape errors
             want = [_resolve(shape, bindings) for shape in self._input_shapes]
             plan = (self._program.instantiate(bindings, device), want)
-            self._plans[key] = plan
-        for name, t, w in zip(self._input_names, inputs, plan[1]):
-            if tuple(t.shape) != w:
-                raise input_shape_error(name, dict(self.graph.inputs)[name].type, tuple(t.shape), w)
-        return plan[0]
+        for name, shape, w in zip(self._input_names, shapes, plan[1]):
+            if shape != w:
+                raise input_shape_error(name, dict(self.graph.inputs)[name].type, shape, w)
+        self._plans[key] = plan
+        return key
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
         inputs = self._gather_inputs(args, kwargs)
         plan = self._plan(inputs)
         env = [None] * self._program.n_slots
-        leaves = inputs + [owner._parameters[leaf] for owner, leaf in self._param_slots]
+        leaves = inputs + [tensors[leaf] for _, leaf, tensors in self._param_slots]
         env[1:1 + len(leaves)] = leaves
         _execute(plan, env, self._buffers)
-        return _plain_outputs({n: env[i] for n, i in zip(self._output_names, self._program.out_slots)})
+        outs = _plain_outputs({n: env[i] for n, i in zip(self._output_names, self._program.out_slots)})
+        if self.training and self._updates:   # as torch's BatchNorm updates running statistics in train()
+            with torch.no_grad():
+                for n, (_, leaf, tensors) in self._updates:
+                    tensors[leaf].copy_(outs[n])
+        return outs
 
     @property
     def input_names(self) -> list[str]:

@@ -28,11 +28,10 @@ import types as pytypes
 import sympy
 
 from ..errors import PnetError
-from ..ir.graph import Graph, Node, Value
+from ..ir.graph import STATE_OUTPUT_PREFIX, Graph, Node, Value
 from ..ir.types import dims_equal, is_float
 from .numpy_ref import DEFAULT_DIM, DEFAULT_DIMS, symbols
 from .pysrc import comment_text, dim_var, docstring_text, identifier
-from ..ir.analysis import frozen_params
 from .torch_backend import TORCH_DTYPES, dim_src, lowering
 
 _TORCH_NAME = {v: f"torch.{str(v).split('.')[1]}" for v in TORCH_DTYPES.values()}
@@ -586,13 +585,15 @@ class _Generator:
             names[v] = fresh.fresh(n)
             inputs.append(names[v])
         self.dev = fresh.fresh("device")  # where created tensors (constants, aranges) go: the inputs' device
-        frozen = frozen_params(g)
         init, fetch = [], []
         for p in g.params:
             names[p.value] = fresh.fresh(p.name.replace(".", "_"))
             shape = value_src(tuple(int(d) for d in p.value.type.shape))
-            grad = "" if p.name not in frozen and is_float(p.value.type.dtype) else ", requires_grad=False"
-            init.append(f"_add_param(self, {p.name!r}, {shape}, {dtype_src(p.value.type.dtype)}{grad})")
+            if p.state:   # a buffer: in state_dict, not in parameters()
+                init.append(f"_add_param(self, {p.name!r}, {shape}, {dtype_src(p.value.type.dtype)}, state=True)")
+            else:
+                grad = "" if is_float(p.value.type.dtype) else ", requires_grad=False"
+                init.append(f"_add_param(self, {p.name!r}, {shape}, {dtype_src(p.value.type.dtype)}{grad})")
             fetch.append(f"{names[p.value]} = _param(self, {p.name!r})")
         # dims: read from the first input that has each one as a whole dim; the rest get pnet's defaults
         dims = []
@@ -633,6 +634,11 @@ class _Generator:
         lines += ["        " + ln for ln in init]
         lines += ["", f"    def forward(self{''.join(', ' + i for i in inputs)}):"]
         lines += ["        " + ln for ln in dims + [f"{self.dev} = {device}"] + fetch + body]
+        updates = [(n[len(STATE_OUTPUT_PREFIX):], names[v]) for n, v in g.outputs if n.startswith(STATE_OUTPUT_PREFIX)]
+        if updates:   # a training-mode graph: write each state's next value into its buffer, as torch's BatchNorm
+            lines.append("        if self.training:")
+            lines.append("            with torch.no_grad():")
+            lines += [f"                _param(self, {name!r}).copy_({var})" for name, var in updates]
         lines.append(f"        return {outs}")
         for m in self.methods:
             lines += [""] + ["    " + ln if ln else "" for ln in m.split("\n")]
@@ -661,21 +667,25 @@ def _attr_symbols(v) -> set[str]:
     return set()
 
 
-_RUNTIME = '''def _add_param(module, name, shape, dtype, requires_grad=True):
-    """Register parameter `name` ("blocks.0.linear.w") under nested containers, so state_dict keys keep the dots."""
+_RUNTIME = '''def _add_param(module, name, shape, dtype, requires_grad=True, state=False):
+    """Register parameter `name` ("blocks.0.linear.w") under nested containers, so state_dict keys keep the dots;
+    a `state` tensor (running statistics, frozen weights) is a buffer: in state_dict, not in parameters()."""
     *scopes, leaf = name.split(".")
     for s in scopes:
         if s not in module._modules:
             module._modules[s] = nn.Module()
         module = module._modules[s]
-    module._parameters[leaf] = nn.Parameter(torch.zeros(shape, dtype=dtype), requires_grad=requires_grad)
+    if state:
+        module._buffers[leaf] = torch.zeros(shape, dtype=dtype)
+    else:
+        module._parameters[leaf] = nn.Parameter(torch.zeros(shape, dtype=dtype), requires_grad=requires_grad)
 
 
 def _param(module, name):
     *scopes, leaf = name.split(".")
     for s in scopes:
         module = module._modules[s]
-    return module._parameters[leaf]'''
+    return module._parameters[leaf] if leaf in module._parameters else module._buffers[leaf]'''
 
 
 def to_source(graph: Graph) -> str:

@@ -44,8 +44,10 @@ def run(args) -> int:
         "model": g.name,
         "inputs": [tensor_info(n, v) for n, v in g.inputs],
         "outputs": [tensor_info(n, v) for n, v in g.outputs],
-        "params": param_count(g),
+        "params": param_count(g),            # trainable: the published count (torch's model.parameters())
         "param_bytes": param_bytes(g),
+        "state": param_count(g, state=True),  # `state` tensors: running statistics, frozen weights (buffers)
+        "state_bytes": param_bytes(g, state=True),
         "flops": at(f, dims),
         "flops_expr": str(f),
         "dims": dims,
@@ -64,6 +66,8 @@ def run(args) -> int:
     for n, v in g.outputs:
         print(f"  output {n}: {v.type}")
     print(f"  params {info['params']:,} ({info['param_bytes']:,} bytes)")
+    if info["state"]:
+        print(f"  state  {info['state']:,} ({info['state_bytes']:,} bytes, not trained)")
     dim_text = ", ".join(f"{k}={v}" for k, v in dims.items())
     print(f"  flops  {info['flops']:,}" + (f" at {dim_text} ({f})" if dims else ""))
     if quant is not None:

@@ -76,12 +76,19 @@ def model_overrides(args, path: Path) -> dict:
 
 
 def load_model(args):
-    from ..dsl.compile import load_file, set_dim_sizes
+    from ..dsl.compile import load_file
     path, model = resolve_file(args.file)
     overrides = model_overrides(args, path)
     # dims given with --set must be integers; hyperparameters are coerced by their declared type
-    result = load_file(path, getattr(args, "model", None) or model, overrides)
-    set_dim_sizes(result, overrides, lambda k, v: f"--set {k}={v}", from_text=True)
+    # training: `run --train-mode`, or a compiled training step (`pnet train`, `--train`): batch statistics
+    # and `update`d state
+    step = bool(getattr(args, "train", False) or getattr(args, "train_step", False))
+    result = load_file(path, getattr(args, "model", None) or model, overrides,
+                       training=step or bool(getattr(args, "train_mode", False)),
+                       dim_label=lambda k, v: f"--set {k}={v}")
+    if step:   # no dropout in a compiled step yet: its seed is a constant, so the mask would repeat every step
+        from ..ir.ops.random import set_run_mode
+        set_run_mode(result.graph, training=False)
     for w in result.warnings:   # the front end's warnings (arguments easy to swap, ...): stderr, the run goes on
         print(w, file=sys.stderr)
     return result

@@ -8,6 +8,7 @@ forces the cast (`--cast`), since a silent float64 -> f32 rounding or float -> i
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,8 @@ def load_inputs(args, graph) -> dict[str, np.ndarray]:
 def _cast(path: Path, name: str, arr: np.ndarray, model_dtype: str, force: bool) -> np.ndarray:
     from ..ir.types import DTYPES
     dtype = DTYPES[model_dtype]
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", np.exceptions.ComplexWarning)   # complex to real: refused below unless --cast
         out = arr.astype(dtype)
         changed = _first_changed(arr, out)
     same_kind = np.can_cast(arr.dtype, dtype, "same_kind")

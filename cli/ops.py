@@ -67,7 +67,8 @@ _KERNELS = {
     "embedding": "lookup kernel", "one_hot": "lookup kernel", "take": "lookup or gather kernel",
     "gather": "gather kernel", "cumsum": "cumsum kernel (one row per program)",
     "sort": "sort kernel (one row per program)", "topk": "sort kernel (one row per program)",
-    "sdpa": "flash-attention kernel", "scan": "a loop over its body's kernels", "arange": "pointwise kernel",
+    "sdpa": "flash-attention kernel", "sdpa_grad": "flash-attention backward kernels (dq; dk and dv)",
+    "scan": "a loop over its body's kernels", "arange": "pointwise kernel",
     "const": "no kernel (a scalar folded into the code, or a tensor the launcher builds once)",
     "split": "views (strides, no copy)",
 }
@@ -77,14 +78,19 @@ _CONDITIONS = {
     "avg_pool2d": "stride == kernel dividing the input, or a window of at most 25 taps",
     "max_pool2d": "stride == kernel dividing the input, or a window of at most 25 taps",
     "einsum": "float operands of one dtype, no index repeated within an operand",
+    **{f"adaptive_{kind}_pool{nd}d": "every spatial dim a multiple of its output size"
+       for nd in (1, 2, 3) for kind in ("avg", "max")},
 }
 _FALLBACK = "no kernel: runs through its torch lowering, counted in the plan's fallbacks"
 
 
 def triton_lowering(op) -> str:
     """How the Triton backend computes `op` (for f32-class operands; f64 work always runs through torch)."""
+    from ..ir.ops.fft import ALWAYS_COMPLEX
     from ..passes import decompose, fuse
     name = op.name
+    if name in ALWAYS_COMPLEX:
+        return _FALLBACK + " (Triton has no complex dtype)"
     if name in fuse.VIEW_OPS:
         return "a view (strides, no kernel)" + ("; a copying reshape is a movement kernel" if name == "reshape" else "")
     if name in fuse.MOVE_OPS:
@@ -118,8 +124,10 @@ def lowerings(op) -> dict[str, str]:
 
 def _with_f64_note(op, how: str) -> str:
     """Kernels compute floats in f32: an op on float64 values runs through torch (passes/fuse.py)."""
-    plain = how == _FALLBACK or op.kind in ("control", "source")
-    return how if plain else f"{how}; on f64 values, its torch lowering"
+    plain = how.startswith(_FALLBACK) or op.kind in ("control", "source")
+    if plain:
+        return how
+    return f"{how}; on f64 or complex values, its torch lowering" if op.complex_ok else f"{how}; on f64 values, its torch lowering"
 
 
 def backends_json(op) -> dict:

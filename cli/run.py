@@ -71,8 +71,12 @@ def run(args) -> int:
         save_params(args.save_params, params)
     with np.errstate(all="ignore"):  # NaN/Inf are reported below, not as NumPy RuntimeWarnings
         for k, v in outputs.items():
-            finite = bool(np.all(np.isfinite(v))) if v.dtype.kind == "f" else True
-            stats = f" mean={float(np.mean(v)):.6g} std={float(np.std(v)):.6g}" if v.size else " (empty)"  # a dim bound to 0
+            finite = bool(np.all(np.isfinite(v))) if v.dtype.kind in "fc" else True
+            if v.size and v.dtype.kind == "c":   # complex (ir/ops/fft.py): the mean as a complex number, |z|'s mean
+                m = complex(np.mean(v))
+                stats = f" mean={m.real:.6g}{m.imag:+.6g}j mean|z|={float(np.mean(np.abs(v))):.6g}"
+            else:
+                stats = f" mean={float(np.mean(v)):.6g} std={float(np.std(v)):.6g}" if v.size else " (empty)"  # a dim bound to 0
             print(f"{k}: {v.dtype}{list(v.shape)}{stats}" + ("" if finite else " (NOT FINITE)"))
     print(f"wrote {out_path}")
     _report_nonfinite(args, g, inputs, params, outputs)

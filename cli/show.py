@@ -71,14 +71,15 @@ def _kernels(args, g, g_dense, sparse, quant) -> int:
 
 
 def _params(args, g) -> int:
-    """`--params`: every parameter's name, dtype, shape and initializer."""
+    """`--params`: every parameter's name, dtype, shape and initializer (`state`: not trained, a buffer)."""
     from .common import json_dim
     rows = [{"name": p.name, "shape": [json_dim(d) for d in p.value.type.shape], "dtype": p.value.type.dtype,
-             "init": str(p.init)} for p in g.params]
+             "init": str(p.init), "state": p.state} for p in g.params]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         width = max((len(r["name"]) for r in rows), default=4)
         for r in rows:
-            print(f"{r['name']:<{width}}  {r['dtype']}[{', '.join(map(str, r['shape']))}]  {r['init']}")
+            print(f"{r['name']:<{width}}  {r['dtype']}[{', '.join(map(str, r['shape']))}]  {r['init']}"
+                  + ("  (state)" if r["state"] else ""))
     return EXIT_OK

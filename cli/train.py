@@ -87,6 +87,7 @@ def run(args) -> int:
     out = check_output_file("-o", args.output, WEIGHT_SUFFIXES, "weight-file")
     if args.params:
         check_weight_file("--params", args.params)
+    args.train_step = True   # elaborate for training: batch statistics, `update`d state (cli/common.load_model)
     g = run_pipeline(load_model(args).graph, args)
     sg = step_graph_of(args, g)
     batches = _batches(args, g)

@@ -37,6 +37,13 @@ class ListLit(Expr):
 
 
 @dataclass
+class TupleLit(Expr):
+    """`a, b` on the right of an assignment: `h, c = c, h` (evaluated before any name is bound)."""
+    items: list
+    loc: Loc | None = _loc()
+
+
+@dataclass
 class BinOp(Expr):
     op: str  # + - * / // % @ ** == != < <= > >= and or
     left: Expr
@@ -162,6 +169,20 @@ class ParamDecl(Stmt):
 class InputDecl(Stmt):
     name: str
     type: TensorTypeExpr
+    annotations: list = field(default_factory=list)
+    loc: Loc | None = _loc()
+
+
+@dataclass
+class StateDecl(ParamDecl):
+    """`state NAME: [dims] = init()`: a tensor that is not trained (running statistics, frozen weights)."""
+
+
+@dataclass
+class Update(Stmt):
+    """`update NAME = expr`: the state NAME's next value, written back after a training-mode run."""
+    name: str
+    value: Expr
     annotations: list = field(default_factory=list)
     loc: Loc | None = _loc()
 

@@ -94,6 +94,24 @@ def _flatten(el, args, kwargs, frame, loc):
     return el.emit("reshape", [x], {"shape": shape}, frame, loc)
 
 
+def _stack(el, args, kwargs, frame, loc):
+    """stack([a, b, ...], axis=0): the tensors (one shape) along a new axis, as torch.stack / np.stack."""
+    xs = args[0] if args else kwargs.get("xs")
+    if not isinstance(xs, (list, tuple)) or not xs:
+        raise PnetError(f"stack(xs, axis=0): xs must be a non-empty list of tensors, got {el._show(xs)}", loc)
+    axis = kwargs.get("axis", args[1] if len(args) > 1 else 0)
+    parts = [el.call_op("expand_dims", [el.to_tensor(x, loc)], {"axis": axis}, frame, loc) for x in xs]
+    return el.call_op("concat", [parts], {"axis": axis}, frame, loc)
+
+
+def _eye(el, args, kwargs, frame, loc):
+    """eye(n, dtype="f32"): the n x n identity matrix."""
+    if not args:
+        raise PnetError("eye(n, dtype=\"f32\") needs a size", loc)
+    ids = el.call_op("arange", [], {"n": args[0]}, frame, loc)
+    return el.call_op("one_hot", [ids], {"depth": args[0], "dtype": kwargs.get("dtype", "f32")}, frame, loc)
+
+
 def _dim(el, args, kwargs, frame, loc):
     x = el.to_tensor(args[0], loc)
     axis = normalize_axis(args[1], x.type.rank)
@@ -187,4 +205,6 @@ BUILTINS = {
     "float": _number("float"),
     "assert": _assert,
     "grad": _grad,
+    "stack": _stack,
+    "eye": _eye,
 }

@@ -82,7 +82,8 @@ class CallsMixin:
         if opdef.kind == "control":
             raise PnetError(f"'{name}' is a statement form, not a function")
         numbers_only = all(isinstance(a, (int, float, sympy.Basic)) and not isinstance(a, bool) for a in args) and args and not kwargs
-        if numbers_only and opdef.kind == "elementwise" and len(args) == len(opdef.inputs):
+        # (complex(0.5, 1.0) of numbers stays an op: a c64 scalar tensor, which no Python float holds)
+        if numbers_only and opdef.kind == "elementwise" and len(args) == len(opdef.inputs) and name != "complex":
             return self._fold_scalar(opdef, args, loc)
         self._check_keywords(opdef, kwargs)
         inputs: list = []
@@ -166,6 +167,7 @@ class CallsMixin:
             raise PnetError(f"call depth over 200 in '{d.name}' (unbounded recursion?)")
         try:
             scope = frame.scope + (scope_name or self._unique_scope(frame.scope, d.name),)
+            self._enter_scope(scope)
             callee = Frame({}, fn.module, scope, frame.region, self._annots(d.annotations, frame.annotations, frame))
             if len(args) > len(d.params):
                 raise PnetError(f"{d.name}() takes {len(d.params)} argument{'s' if len(d.params) != 1 else ''}, got {len(args)}")

@@ -12,12 +12,15 @@ from .parser import parse, too_deep
 from .suggest import did_you_mean
 
 
-def load_source(source: str, file: str = "<string>", model: str | None = None, overrides: dict | None = None) -> Elaborated:
+def load_source(source: str, file: str = "<string>", model: str | None = None, overrides: dict | None = None,
+                training: bool = False, dim_label=lambda k, v: f"{k}={v}") -> Elaborated:
+    """`training`: elaborate for a training run (the builtin `training` is true; `update` statements become
+    "state:NAME" outputs; dropout is active)."""
     loader = Loader()
     module = parse(source, file)
     for imp in module.imports:
         loader.imported(module, imp)
-    el = Elaborator(loader)
+    el = Elaborator(loader, training=training)
     el._main_source = (file, source)
     try:
         result = el.elaborate_model(module, model, overrides)
@@ -26,14 +29,19 @@ def load_source(source: str, file: str = "<string>", model: str | None = None, o
                        source, file) from None
     except OverflowError as e:  # outside any statement (a hyperparameter default): the file is the place
         raise PnetError(f"a compile-time number is too large ({e})", Loc(file, 1, 1)) from None
-    from ..ir.ops.random import assign_keys
+    from ..ir.ops.random import assign_keys, set_run_mode
     assign_keys(result.graph)   # each random op's call-site key (call path, op, ordinal)
+    if training:
+        set_run_mode(result.graph, training=True)
     from ..passes.verify import verify
     verify(result.graph)
+    # the overrides that are not hyperparameters size the symbolic dims (`B=8`, or "8" from a `# test:` line)
+    set_dim_sizes(result, dict(overrides or {}), dim_label, from_text=True)
     return result
 
 
-def load_file(path: str | Path, model: str | None = None, overrides: dict | None = None) -> Elaborated:
+def load_file(path: str | Path, model: str | None = None, overrides: dict | None = None,
+              training: bool = False, dim_label=lambda k, v: f"{k}={v}") -> Elaborated:
     path = Path(path)
     try:
         source = read_source(path)
@@ -41,7 +49,7 @@ def load_file(path: str | Path, model: str | None = None, overrides: dict | None
         raise PnetError(f"no such file: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise PnetError(f"cannot read {path}: {e}") from None
-    return load_source(source, str(path), model, overrides)
+    return load_source(source, str(path), model, overrides, training, dim_label)
 
 
 def set_dim_sizes(result: Elaborated, overrides: dict, label, from_text: bool = False) -> None:

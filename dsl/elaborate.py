@@ -43,11 +43,16 @@ class Elaborator(StatementsMixin, IndexNotationMixin, ExpressionsMixin, CallsMix
     calls live in their own modules (dsl/statements.py, dsl/index_notation.py, dsl/expressions.py,
     dsl/calls.py); here: the entry point, emitting ops, names, and the helpers they share."""
 
-    def __init__(self, loader: Loader | None = None):
+    def __init__(self, loader: Loader | None = None, training: bool = False):
         self.loader = loader or Loader()
+        # the builtin name `training`: true when the model is elaborated for a training run (`pnet run
+        # --train-mode`, `pnet train`); `update` statements become outputs only then
+        self.training = bool(training)
+        self.updated: dict[str, Loc] = {}   # state path -> its `update` (one per state)
         self.root: Region | None = None
         self.param_locs: dict[str, Loc] = {}
         self.scope_counts: dict[tuple, int] = {}
+        self.entered_scopes: set[tuple] = set()
         self.ties: list[A.Tie] = []
         self.depth = 0
         self.warnings: dict[PnetWarning, None] = {}  # an ordered set: a def called in a loop warns once
@@ -204,7 +209,7 @@ class Elaborator(StatementsMixin, IndexNotationMixin, ExpressionsMixin, CallsMix
             else:
                 names += [d.name for d in self.loader.imported(frame.module, imp).defs]
         ops = [n for n, op in registry.all_ops().items() if op.kind != "control"]
-        return names + list(BUILTINS) + ops + list(CONSTANTS)
+        return names + list(BUILTINS) + ops + list(CONSTANTS) + ["training"]
 
     def _global(self, name, frame):
         found = self._module_name(frame.module, name)
@@ -224,6 +229,8 @@ class Elaborator(StatementsMixin, IndexNotationMixin, ExpressionsMixin, CallsMix
             return Fn("op", name)
         if name in CONSTANTS:
             return CONSTANTS[name]
+        if name == "training":
+            return self.training
         return None
 
     def _module_name(self, module, name):
@@ -231,6 +238,15 @@ class Elaborator(StatementsMixin, IndexNotationMixin, ExpressionsMixin, CallsMix
             if d.name == name:
                 return Fn("def", name, d, module)
         return None
+
+    def _enter_scope(self, scope: tuple) -> None:
+        """A call entering a scope a call entered before (`f(x) as enc` twice: the calls share their parameters)
+        names its unnamed calls and loops as the first call did (`enc.linear`, `enc.blocks.0`, not `enc.linear_1`),
+        so the whole sub-network is shared, not only its explicitly named parts."""
+        if scope in self.entered_scopes:
+            for key in [k for k in self.scope_counts if len(k) > len(scope) and k[:len(scope)] == scope]:
+                del self.scope_counts[key]
+        self.entered_scopes.add(scope)
 
     def _unique_scope(self, scope, base):
         key = scope + (base,)

@@ -38,6 +38,9 @@ class ExpressionsMixin:
     def ex_ListLit(self, e, frame):
         return [self.eval(x, frame) for x in e.items]
 
+    def ex_TupleLit(self, e, frame):
+        return tuple(self.eval(x, frame) for x in e.items)
+
     def ex_EllipsisLit(self, e, frame):
         return Ellipsis
 

@@ -40,6 +40,8 @@ def expr(e) -> str:
         return source_literal(e.value)
     if isinstance(e, A.ListLit):
         return "[" + ", ".join(expr(x) for x in e.items) + "]"
+    if isinstance(e, A.TupleLit):   # only as an assignment's value: `a, b = x, y`
+        return ", ".join(expr(x) for x in e.items)
     if isinstance(e, A.EllipsisLit):
         return "..."
     if isinstance(e, A.BinOp):
@@ -151,7 +153,10 @@ class _Printer:
             self.emit(f"{pre}{s.target}[{', '.join(s.indices)}] = {red}{expr(s.value)}", s, ind)
         elif isinstance(s, A.ParamDecl):
             init = f" = {expr(s.init)}" if s.init is not None else ""
-            self.emit(f"{pre}param {s.name}: {type_expr(s.type)}{init}", s, ind)
+            keyword = "state" if isinstance(s, A.StateDecl) else "param"
+            self.emit(f"{pre}{keyword} {s.name}: {type_expr(s.type)}{init}", s, ind)
+        elif isinstance(s, A.Update):
+            self.emit(f"{pre}update {s.name} = {expr(s.value)}", s, ind)
         elif isinstance(s, A.InputDecl):
             self.emit(f"{pre}input {s.name}: {type_expr(s.type)}", s, ind)
         elif isinstance(s, A.OutputDecl):

@@ -54,6 +54,7 @@ class Loader:
     def __init__(self):
         self.modules: dict[Path, A.Module] = {}
         self._loading: list[Path] = []
+        self._imported: dict[tuple, A.Module] = {}   # (importer file, import path, is_file) -> the module
 
     def load(self, path: Path, via: A.Import | None = None) -> A.Module:
         path = Path(path).resolve()
@@ -72,4 +73,10 @@ class Loader:
         return self.modules[path]
 
     def imported(self, module: A.Module, imp: A.Import) -> A.Module:
-        return self.load(resolve_import(imp, module.file), imp)
+        # memoised: elaboration asks this for every global name it looks up (thousands of times for a
+        # 32-layer model), and resolving stats and realpaths the candidate files each time
+        key = (module.file, imp.path, imp.is_file)
+        found = self._imported.get(key)
+        if found is None:
+            found = self._imported[key] = self.load(resolve_import(imp, module.file), imp)
+        return found

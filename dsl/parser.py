@@ -290,6 +290,8 @@ class _Build(Transformer):
         return [str(t) for t in c]
 
     def assign(self, meta, c):
+        if len(c) > 2:   # `a, b = x, y`
+            return self._mk(A.Assign, meta, c[0], A.TupleLit(list(c[1:]), loc=c[1].loc))
         return self._mk(A.Assign, meta, c[0], c[1])
 
     def index_assign(self, meta, c):
@@ -314,6 +316,12 @@ class _Build(Transformer):
 
     def param_decl(self, meta, c):
         return self._mk(A.ParamDecl, meta, str(c[0]), c[1], c[2])
+
+    def state_decl(self, meta, c):
+        return self._mk(A.StateDecl, meta, str(c[0]), c[1], c[2])
+
+    def update_stmt(self, meta, c):
+        return self._mk(A.Update, meta, str(c[0]), c[1])
 
     def input_decl(self, meta, c):
         return self._mk(A.InputDecl, meta, str(c[0]), c[1])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sympy
 
 from ..errors import PnetError, ShapeError
-from ..ir.graph import Graph, Init, Param, Value
+from ..ir.graph import STATE_OUTPUT_PREFIX, Graph, Init, Param, Value
 from ..ir.types import dim, dims_equal, fmt_dim, fmt_shape, normalize_axis, sym
 from . import ast as A
 from .regions import Frame, Region, ReturnSignal
@@ -57,30 +57,63 @@ class StatementsMixin:
             frame.vars[t] = v
 
     def stmt_ParamDecl(self, s: A.ParamDecl, frame):
+        self._declare(s, frame, state=False)
+
+    def stmt_StateDecl(self, s: A.StateDecl, frame):
+        self._declare(s, frame, state=True)
+
+    def _declare(self, s: A.ParamDecl, frame, state: bool):
+        """`param` (trained) or `state` (not trained: a buffer): one tensor of the model, named by its call path."""
+        # `@frozen` on a statement (a frozen backbone: `@frozen h = encoder(x)`) makes the params it declares state
+        state = state or any(a.name == "frozen" for a in frame.annotations)
+        what = "state" if state else "parameter"
         ttype = self.eval_type(s.type, frame)
         for d in ttype.shape:
             if not d.is_Integer:
-                raise PnetError(f"parameter '{s.name}' has shape {fmt_shape(ttype.shape)}: parameter dims must be known at compile time", s.loc)
+                raise PnetError(f"{what} '{s.name}' has shape {fmt_shape(ttype.shape)}: {what} dims must be known at compile time", s.loc)
         init = self.eval(s.init, frame) if s.init is not None else DEFAULT_INIT
         if isinstance(init, (int, float)) and not isinstance(init, bool):
             init = InitSpec("constant", (float(init),), ())
         if not isinstance(init, InitSpec):
-            raise PnetError(f"parameter init must be one of {', '.join(INIT_FNS)}, got {self._show(init)}", s.init.loc)
+            raise PnetError(f"{what} init must be one of {', '.join(INIT_FNS)}, got {self._show(init)}", s.init.loc)
         name = ".".join(frame.scope + (s.name,))
         if name in self.param_locs:
             first = self.param_locs[name]
             existing = self.root.graph.param(name)
-            if first == s.loc and existing.value.type == ttype:
+            if first == s.loc and existing.value.type == ttype and existing.state == state:
                 # the same declaration reached through the same call path again (`f(x) as enc`
                 # twice): the calls share their parameters
                 frame.vars[s.name] = Tensor(frame.region.lift(existing.value))
                 return
-            raise PnetError(f"parameter '{name}' declared twice (first at {first}); name the calls apart with `as NAME`", s.loc)
+            raise PnetError(f"{what} '{name}' declared twice (first at {first}); name the calls apart with `as NAME`", s.loc)
         self.param_locs[name] = s.loc
         v = Value(ttype)
         self.root.own.add(v)
-        self.root.graph.params.append(Param(name, v, Init(init.fn, init.args, init.kwargs), s.loc, tuple(frame.annotations)))
+        self.root.graph.params.append(Param(name, v, Init(init.fn, init.args, init.kwargs), s.loc, tuple(frame.annotations), state))
         frame.vars[s.name] = Tensor(frame.region.lift(v))
+
+    def stmt_Update(self, s: A.Update, frame):
+        """`update NAME = expr`: in a training-mode elaboration the graph outputs the state's next value as
+        "state:<path>" (backends and `pnet train` write it back, as torch updates a buffer in train()); in an
+        inference elaboration the statement is checked and has no effect."""
+        name = ".".join(frame.scope + (s.name,))
+        p = next((p for p in self.root.graph.params if p.name == name and p.state), None)
+        if p is None:
+            raise PnetError(f"`update {s.name}`: '{s.name}' is not a state declared in this "
+                            f"{'model' if frame.is_model else 'def'} (declare it with `state {s.name}: [...] = init()`)", s.loc)
+        if frame.yields is not None:
+            raise PnetError("`update` inside a scan body: update the state after the scan, from its result", s.loc)
+        t = self.to_tensor(self.eval(s.value, frame), s.value.loc)
+        want = p.value.type
+        got = t.value.type
+        if got.dtype != want.dtype or got.rank != want.rank or not all(map(dims_equal, got.shape, want.shape)):
+            raise ShapeError(f"`update {s.name}`: the new value is {t.value.type}, the state is {want}", s.loc)
+        if name in self.updated:
+            raise PnetError(f"state '{name}' updated twice (first at {self.updated[name]}); one `update` per state: "
+                            f"name calls that share it apart with `as NAME`", s.loc)
+        self.updated[name] = s.loc
+        if self.training:
+            self.root.graph.outputs.append((STATE_OUTPUT_PREFIX + name, t.value))
 
     def stmt_InputDecl(self, s: A.InputDecl, frame):
         if not frame.is_model:

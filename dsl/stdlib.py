@@ -88,22 +88,66 @@ def seed_refs(entry: Entry) -> list[str]:
     return [r.strip() for r in entry.seed.split(",") if re.fullmatch(r"\d+#\d+", r.strip())]
 
 
+BLOCKED = STDLIB / "blocked.tsv"   # ref<TAB>feature: `stdlib: yes` papers waiting for a language feature
+
+
+def blocked() -> dict[str, str]:
+    """The missing papers that need a feature the language does not have yet: ref -> the feature."""
+    if not BLOCKED.is_file():
+        return {}
+    rows = [ln.split("\t") for ln in BLOCKED.read_text(encoding="utf-8").splitlines()[1:] if ln.strip()]
+    return {r[0]: r[1] for r in rows}
+
+
 def coverage(papers_dir: Path | None = None) -> list[dict]:
-    """Per seed catalogue: how many `stdlib: yes` papers have a model (by `# seed: NNN#K` headers). The papers
-    come from the project's index (stdlib/catalogue.tsv), or from the catalogue tables in `papers_dir`."""
+    """Per seed catalogue: how many `stdlib: yes` papers have a model (by `# seed: NNN#K` headers), by how many
+    files, and which are missing (with the feature a blocked one waits for). The papers come from the project's
+    index (stdlib/catalogue.tsv), or from the catalogue tables in `papers_dir`."""
     from . import catalogue
     papers = catalogue.from_markdown_dir(papers_dir) if papers_dir is not None else catalogue.read()
     modelled: dict[str, set[int]] = {}
+    files: dict[str, set[Path]] = {}
     for e in entries():
         for ref in seed_refs(e):
             f, _, k = ref.partition("#")
             modelled.setdefault(f, set()).add(int(k))
+            files.setdefault(f, set()).add(e.path)
+    waiting = blocked()
     out = []
     for name in sorted({p.catalogue for p in papers}):
         rows = [p for p in papers if p.catalogue == name]
-        yes = {int(p.ref.partition("#")[2]) for p in rows if p.stdlib}
+        yes = {int(p.ref.partition("#")[2]): p for p in rows if p.stdlib}
         have = modelled.get(name, set())
+        missing = [yes[k] for k in sorted(set(yes) - have)]
         out.append({"catalogue": name, "papers": len(rows), "stdlib_yes": len(yes),
-                    "modelled_yes": len(yes & have), "modelled_total": len(have),
-                    "missing": sorted(yes - have)})
+                    "modelled_yes": len(set(yes) & have), "modelled_total": len(have),
+                    "files": len(files.get(name, ())),
+                    "missing": [{"ref": p.ref, "title": p.title, "blocked_on": waiting.get(p.ref)} for p in missing]})
+    return out
+
+
+def invalid_refs(papers_dir: Path | None = None) -> list[str]:
+    """One line per header reference that names no `stdlib: yes` paper of the catalogues (unknown, or a paper the
+    catalogue marks `stdlib: no`), per blocked.tsv row whose paper is modelled after all, and per file claiming
+    several references without a comment naming each one after the first (why the file serves it)."""
+    from . import catalogue
+    papers = {p.ref: p for p in (catalogue.from_markdown_dir(papers_dir) if papers_dir is not None else catalogue.read())}
+    if not papers:
+        return []
+    out, modelled = [], set()
+    for e in entries():
+        refs = seed_refs(e)
+        modelled.update(refs)
+        rest = "\n".join(e.path.read_text(encoding="utf-8").splitlines()[2:])
+        for i, ref in enumerate(refs):
+            p = papers.get(ref)
+            if p is None:
+                out.append(f"{e.path}:2: seed reference {ref}: no such paper in catalogue {ref.partition('#')[0]}")
+            elif not p.stdlib:
+                out.append(f"{e.path}:2: seed reference {ref}: the catalogue marks \"{p.title}\" stdlib: no")
+            elif i > 0 and not re.search(rf"^#.*{re.escape(ref)}\b", rest, re.M):
+                out.append(f"{e.path}:2: seed reference {ref}: no comment says why this file serves it")
+    for ref in blocked():
+        if ref in modelled:
+            out.append(f"{BLOCKED}: {ref} is modelled now: remove it from the blocked list")
     return out

@@ -19,12 +19,15 @@ def flops(graph: Graph) -> sympy.Expr:
     return sympy.expand(total)
 
 
-def param_count(graph: Graph) -> int:
-    return int(sum((numel(p.value.type.shape) for p in graph.params), sympy.Integer(0)))
+def param_count(graph: Graph, state: bool = False) -> int:
+    """Elements of the trainable parameters (the published count, torch's model.parameters()); with
+    state=True, of the `state` tensors instead (torch's buffers: running statistics, frozen weights)."""
+    return int(sum((numel(p.value.type.shape) for p in graph.params if p.state == state), sympy.Integer(0)))
 
 
-def param_bytes(graph: Graph) -> int:
-    return int(sum((numel(p.value.type.shape) * BYTES[p.value.type.dtype] for p in graph.params), sympy.Integer(0)))
+def param_bytes(graph: Graph, state: bool = False) -> int:
+    return int(sum((numel(p.value.type.shape) * BYTES[p.value.type.dtype] for p in graph.params
+                    if p.state == state), sympy.Integer(0)))
 
 
 def at(expr, bindings: dict) -> int:
@@ -56,12 +59,6 @@ def table_lookup(n: Node | None) -> bool:
 
 
 def frozen_params(graph: Graph) -> set[str]:
-    """Parameters used only as batchnorm running statistics: not trained by gradient descent (like torch's
-    running_mean/var buffers), so they get requires_grad=False while staying in state_dict."""
-    stats, other = set(), set()
-    for n in graph.walk():
-        for i, v in enumerate(n.inputs):
-            (stats if n.op == "batchnorm" and i in (1, 2) else other).add(v)
-    for _, v in graph.outputs:
-        other.add(v)
-    return {p.name for p in graph.params if p.value in stats and p.value not in other}
+    """The `state` tensors: not trained by gradient descent (torch's buffers), so autodiff and the optimizer
+    leave them alone and the torch backends register them as buffers (in state_dict, not in parameters())."""
+    return {p.name for p in graph.params if p.state}

@@ -13,7 +13,7 @@ from ..errors import PnetError
 from . import registry
 from .builder import Emitter
 from .graph import Node, Value
-from .types import dims_equal, is_float
+from .types import dims_equal, is_complex, is_float
 
 
 class GradError(PnetError):
@@ -24,10 +24,10 @@ def reverse_walk(nodes: list[Node], seeds: dict[Value, Value], wrt: list[Value])
     """The nodes computing the cotangents of `wrt` given `seeds` (value -> cotangent): (the emitted nodes, every
     value's cotangent, the values some seed depends on). A value of wrt that no float path leads from to a seed
     has no cotangent."""
-    active = {v for v in wrt if is_float(v.type.dtype)}      # values that depend on a value of wrt
+    active = {v for v in wrt if _carries(v)}                 # values that depend on a value of wrt
     for n in nodes:
         if any(v is not None and v in active for v in n.inputs):
-            active.update(o for o in n.outputs if is_float(o.type.dtype))
+            active.update(o for o in n.outputs if _carries(o))
     needed = set(seeds)                                      # values some seed depends on
     for n in reversed(nodes):
         if any(o in needed for o in n.outputs):
@@ -45,6 +45,11 @@ def reverse_walk(nodes: list[Node], seeds: dict[Value, Value], wrt: list[Value])
                 _accumulate(e, ct, v, g, n, i)
         emitted += e.nodes
     return emitted, ct, needed
+
+
+def _carries(v: Value) -> bool:
+    """Floats and complex values (ir/ops/fft.py) carry gradients."""
+    return is_float(v.type.dtype) or is_complex(v.type.dtype)
 
 
 def _vjp(e: Emitter, n: Node, cts: list[Value | None]) -> list[Value | None]:

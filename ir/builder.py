@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from . import registry
 from .graph import Node, Value
-from .types import TensorType, dims_equal
+from .types import TensorType, dims_equal, is_complex
 
 
 class Emitter:
@@ -49,6 +49,11 @@ class Emitter:
         """`y` with exactly the type of `out` (a cast if the dtype differs, a reshape view if the
         shape is only symbolically equal)."""
         t = out.type if isinstance(out, Value) else out
+        if is_complex(y.type.dtype) and not is_complex(t.dtype):   # a real value's cotangent: the real part
+            y = self("real", [y])
+        elif is_complex(y.type.dtype) and y.type.dtype != t.dtype:   # c128 -> c64: part by part (no complex cast)
+            y = self("complex", [self("cast", [self(p, [y])], dtype={"c64": "f32"}.get(t.dtype, "f64"))
+                                 for p in ("real", "imag")])
         if y.type.dtype != t.dtype:
             y = self("cast", [y], dtype=t.dtype)
         if tuple(y.type.shape) != tuple(t.shape):

@@ -93,6 +93,12 @@ class Param:
     init: Init
     loc: Loc | None = None
     annotations: tuple[Annotation, ...] = ()
+    state: bool = False   # `state NAME: ...`: not trained (a torch buffer: running statistics, frozen weights)
+
+
+# A training-mode graph writes each `update NAME = expr` as the output "state:NAME" (the state's next value):
+# passes keep it like any output, a backend or training driver writes it back into the state.
+STATE_OUTPUT_PREFIX = "state:"
 
 
 @dataclass(eq=False)
@@ -124,9 +130,12 @@ class Graph:
         return uses
 
     def param_count(self, bindings=None) -> int:
+        """Trainable parameters only (torch's sum over model.parameters()); `state` is not counted."""
         from .types import concrete
         total = 0
         for p in self.params:
+            if p.state:
+                continue
             n = 1
             for d in p.value.type.shape:
                 n *= concrete(d, bindings)
@@ -154,7 +163,7 @@ def clone(graph: Graph, mapping: dict | None = None) -> Graph:
 
     g = Graph(graph.name, dims=dict(graph.dims))
     g.inputs = [(n, val(v)) for n, v in graph.inputs]
-    g.params = [Param(p.name, val(p.value), p.init, p.loc, p.annotations) for p in graph.params]
+    g.params = [Param(p.name, val(p.value), p.init, p.loc, p.annotations, p.state) for p in graph.params]
     for n in graph.nodes:
         body = clone(n.body, m) if n.body is not None else None
         node = Node(n.op, [val(v) for v in n.inputs], dict(n.attrs), [], n.loc, n.scope, n.annotations, body)

@@ -47,6 +47,9 @@ class OpDef:
     # says why (a gradient zero almost everywhere, ...); ops whose outputs are not floats never need one.
     vjp: Callable | None = None
     no_grad: str = ""
+    # whether the op takes complex (c64 / c128) operands (`allow_complex`); any other op given one is refused
+    # before its type rule runs, with a one-line error (real-only: relu, exp, softmax, comparisons, max, ...)
+    complex_ok: bool = False
 
     @property
     def variadic(self) -> bool:
@@ -80,6 +83,11 @@ class OpDef:
         return out
 
     def infer_types(self, types: list[TensorType | None], attrs: dict) -> list[TensorType]:
+        if not self.complex_ok:
+            for t in types:
+                if t is not None and t.dtype in ("c64", "c128"):
+                    raise ShapeError(f"{self.name} is not defined on complex tensors, got {t} (take real(z), "
+                                     "imag(z), abs(z) or angle(z) first)")
         try:
             out = self.infer(types, attrs)
         except PnetError:
@@ -143,6 +151,12 @@ def no_grad(reason: str, *names: str) -> None:
     """Declare ops `names` non-differentiable: a gradient through one is an error that gives `reason`."""
     for name in names:
         OPS[name].no_grad = reason
+
+
+def allow_complex(*names: str) -> None:
+    """Ops `names` take complex operands (their type rules, references and lowerings handle c64 / c128)."""
+    for name in names:
+        OPS[name].complex_ok = True
 
 
 def document(docs: dict[str, str]) -> None:

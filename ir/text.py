@@ -62,7 +62,8 @@ def print_graph(graph: Graph) -> str:
     for p in graph.params:
         init_args = [_lit(a) for a in p.init.args] + [f"{k}={_lit(v)}" for k, v in p.init.kwargs]
         extra = _annots(p.annotations) + _loc(p.loc)
-        lines.append(f"  param {names.define(p.value, p.name)}: {p.value.type} = {p.init.fn}({', '.join(init_args)}){extra}")
+        keyword = "state" if p.state else "param"
+        lines.append(f"  {keyword} {names.define(p.value, p.name)}: {p.value.type} = {p.init.fn}({', '.join(init_args)}){extra}")
     _print_nodes(graph, names, lines, "  ")
     lines.append("  return " + ", ".join(f"{_out_name(n)}={names[v]}" for n, v in graph.outputs))
     lines.append("}")
@@ -187,14 +188,14 @@ class _Build(Transformer):
         raise PnetError(f"IR: unexpected {data}")
 
     def param(self, c):
-        var, t, fn, *rest = c
+        keyword, var, t, fn, *rest = c
         vals = [x for x in rest if not isinstance(x, (Annotation, Loc, _Scope)) and x is not None]
         annots = tuple(x for x in rest if isinstance(x, Annotation))
         loc = next((x for x in rest if isinstance(x, Loc)), None)
         args = tuple(v for v in vals if not isinstance(v, _Kw))
         kwargs = tuple((v.k, v.v) for v in vals if isinstance(v, _Kw))
         name = self._var(var)
-        return ("param", Param(name, self._def(name, t), Init(str(fn), args, kwargs), loc, annots))
+        return ("param", Param(name, self._def(name, t), Init(str(fn), args, kwargs), loc, annots, str(keyword) == "state"))
 
     @v_args(meta=True)
     def node(self, meta, c):

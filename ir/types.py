@@ -19,10 +19,12 @@ DTYPES: dict[str, np.dtype] = {
     "f64": np.dtype("float64"), "f32": np.dtype("float32"), "f16": np.dtype("float16"),
     "bf16": np.dtype("float32"), "i64": np.dtype("int64"), "i32": np.dtype("int32"),
     "i8": np.dtype("int8"), "u8": np.dtype("uint8"), "bool": np.dtype("bool"),
+    "c64": np.dtype("complex64"), "c128": np.dtype("complex128"),   # complex (ir/ops/fft.py); c128: c64 under --float64
 }
 NP_NAMES = {np.dtype("float64"): "f64", np.dtype("float32"): "f32", np.dtype("float16"): "f16", np.dtype("int64"): "i64",
             np.dtype("int32"): "i32", np.dtype("int8"): "i8", np.dtype("uint8"): "u8", np.dtype("bool"): "bool",
-            np.dtype("int16"): "i32", np.dtype("uint16"): "i32", np.dtype("uint32"): "i64", np.dtype("uint64"): "i64"}
+            np.dtype("int16"): "i32", np.dtype("uint16"): "i32", np.dtype("uint32"): "i64", np.dtype("uint64"): "i64",
+            np.dtype("complex64"): "c64", np.dtype("complex128"): "c128"}
 FLOAT_DTYPES = ("f64", "f32", "f16", "bf16")
 
 
@@ -35,7 +37,8 @@ def round_to_bf16(x) -> np.ndarray:
     r = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)).view(np.float32)
     return np.where(np.isnan(x), x, r.reshape(x.shape)).astype(np.float32, copy=False)
 INT_DTYPES = ("i64", "i32", "i8", "u8")
-BYTES = {"f64": 8, "f32": 4, "f16": 2, "bf16": 2, "i64": 8, "i32": 4, "i8": 1, "u8": 1, "bool": 1}
+BYTES = {"f64": 8, "f32": 4, "f16": 2, "bf16": 2, "i64": 8, "i32": 4, "i8": 1, "u8": 1, "bool": 1, "c64": 8, "c128": 16}
+COMPLEX_DTYPES = ("c64", "c128")
 _FLOAT_RANK = {"f16": 1, "bf16": 1, "f32": 2, "f64": 3}
 _INT_RANK = {"bool": 0, "u8": 1, "i8": 1, "i32": 2, "i64": 3}
 
@@ -50,10 +53,27 @@ def is_int(dtype: str) -> bool:
     return dtype in INT_DTYPES
 
 
+def is_complex(dtype: str) -> bool:
+    """c64 / c128: not floats (is_float is False), so every float-only type rule refuses them."""
+    return dtype in COMPLEX_DTYPES
+
+
+def real_dtype(dtype: str) -> str:
+    """The real dtype of a complex one's parts (c64 -> f32, c128 -> f64); others unchanged."""
+    return {"c64": "f32", "c128": "f64"}.get(dtype, dtype)
+
+
+def complex_dtype(dtype: str) -> str:
+    """The complex dtype holding parts of `dtype` (f64 -> c128, any other -> c64)."""
+    return "c128" if dtype in ("f64", "c128") else "c64"
+
+
 def promote(a: str, b: str) -> str:
     """Result dtype of a binary op: float beats int, wider beats narrower (f16 with bf16 gives f32)."""
     if a == b:
         return a
+    if is_complex(a) or is_complex(b):   # complex beats everything; c128 where either side is 64-bit per part
+        return "c128" if "c128" in (a, b) or "f64" in (a, b) else "c64"
     if is_float(a) and is_float(b):
         if {a, b} == {"f16", "bf16"}:
             return "f32"
@@ -235,5 +255,14 @@ def map_leaves(v, fn):
 
 
 def concretize(v, bindings):
-    """Replace sympy dims inside attribute values with ints."""
-    return map_leaves(v, lambda x: concrete(x, bindings) if isinstance(x, sympy.Basic) else x)
+    """Replace sympy dims inside attribute values with ints; a float scalar computed from dims (the value of
+    `1.0 / P`, which holds a sympy Float) with its float value."""
+    def leaf(x):
+        if not isinstance(x, sympy.Basic):
+            return x
+        if x.has(sympy.Float):
+            bound = x.subs({sym(k): n for k, n in (bindings or {}).items()})
+            if bound.is_number:
+                return float(bound)
+        return concrete(x, bindings)
+    return map_leaves(v, leaf)

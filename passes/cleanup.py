@@ -8,6 +8,7 @@ import sympy
 
 from ..ir import registry
 from ..ir.graph import Graph, Node, Uses, clone
+from ..ir.ops.random import RANDOM_OPS
 from ..ir.types import DTYPES, concretize, numel
 
 FOLD_MAX_ELEMENTS = 64  # fold only small constants: big ones would bloat the IR text and the plan
@@ -92,8 +93,8 @@ def _fold(g: Graph):
         if any(v not in consts for v in n.inputs if v is not None) or len(n.outputs) != 1:
             continue
         out_type = n.outputs[0].type
-        if not all(d.is_Integer for d in out_type.shape):
-            continue
+        if not all(d.is_Integer for d in out_type.shape) or out_type.dtype in ("c64", "c128"):
+            continue   # (complex values stay ops: the IR text has no complex literal)
         if _fold_fill(n, consts):
             consts[n.outputs[0]] = n
             continue
@@ -129,6 +130,8 @@ def _fold_fill(n: Node, consts: dict) -> bool:
     computed on the scalars, whatever the shape, so `ones([30000, 30000]) * 2` folds without an array."""
     fills = [consts[v].attrs for v in n.inputs if v is not None]
     if registry.get(n.op).kind != "elementwise" or not fills or any(isinstance(a["value"], (list, tuple)) for a in fills):
+        return False
+    if n.op in RANDOM_OPS:   # a draw per element (bernoulli of a fill is not a fill)
         return False
     t = n.outputs[0].type
     args = [None if v is None else np.asarray(consts[v].attrs["value"], DTYPES[consts[v].attrs["dtype"]])

@@ -17,6 +17,8 @@ node's loc, scope and annotations. An op whose attributes a rewrite does not cov
   provably divides: reshape [N, C, H/kh, kh, W/kw, kw] and mean / max over axes (3, 5). Other
   windows (numeric output size, at most 25 taps): pad (zeros for avg, replicated edges for max),
   then the max / mean of the kh * kw strided slices (views) in one pointwise kernel.
+- adaptive_{avg,max}_pool{1,2,3}d when every spatial dim is a multiple of its output size (torch's windows are
+  then the regular tiles): reshape [N, C, o1, k1, ...] and mean / max over the k axes.
 - dynamic_scale: abs -> max (or mean) over the axes with keepdims -> / qmax -> where(s > 0, s, 1).
 - quantize / dequantize / fake_quant with group-wise (block) scales: each blocked axis D is reshaped to
   [S, D/S] and the scale gets a 1 there, so it broadcasts like any operand.
@@ -178,6 +180,23 @@ def _pool(reduce_op):
             xr = e("reshape", [x], shape=[N, C, sympy.simplify(H / kh), kh, sympy.simplify(W / kw), kw])
             return e(reduce_op, [xr], axis=[3, 5], keepdims=False)
         return _window_pool(e, n, reduce_op)
+    return rule
+
+
+def _adaptive_pool(reduce_op):
+    """adaptive_{avg,max}_pool{1,2,3}d whose every spatial dim is a multiple of its output size: torch's windows
+    are then the regular tiles, so a reshape [N, C, o1, k1, o2, k2, ...] and a row reduction over the k axes."""
+    def rule(e: Emitter, n: Node):
+        from ..ir.ops.conv import divides
+        x = n.inputs[0]
+        out = n.outputs[0].type.shape[2:]
+        if not all(o.is_number and divides(int(o), d) for o, d in zip(out, x.type.shape[2:])):
+            return None
+        shape = list(x.type.shape[:2])
+        for o, d in zip(out, x.type.shape[2:]):
+            shape += [o, sympy.simplify(d / o)]
+        xr = e("reshape", [x], shape=shape)
+        return e(reduce_op, [xr], axis=[3 + 2 * i for i in range(len(out))], keepdims=False)
     return rule
 
 
@@ -425,6 +444,8 @@ _RULES = {
     "einsum": _einsum,
     "prod": _prod,
 }
+_RULES.update({f"adaptive_{kind}_pool{nd}d": _adaptive_pool("mean" if kind == "avg" else "max")
+               for nd in (1, 2, 3) for kind in ("avg", "max")})
 
 # random ops (ir/ops/random.py): the counter (each element's flat index) made an explicit operand
 from ..ir.ops.random import RANDOM_OPS, with_counter  # noqa: E402

@@ -602,7 +602,7 @@ def _tie(st: _State):
             continue
         theta = Value(TensorType(p.value.type.dtype, (k,)))
         pos = g.params.index(p)
-        g.params[pos] = Param(p.name, theta, _tied_init(p.init, shape), p.loc, p.annotations)
+        g.params[pos] = Param(p.name, theta, _tied_init(p.init, shape), p.loc, p.annotations, p.state)
         const = Node("const", [], {"value": idx.tolist(), "dtype": "i64", "shape": list(shape)}, [], p.loc, p.name,
                      (Annotation(TIED, (p.name,)),))
         const.outputs = [Value(TensorType("i64", shape), const)]

@@ -44,7 +44,7 @@ ROW_OPS = {"softmax", "log_softmax", "layernorm", "rmsnorm"}
 @dataclass(eq=False)
 class Kernel:
     name: str
-    kind: str                      # pointwise | matmul | reduction | rownorm | conv | attention | lookup | movement |
+    kind: str                      # pointwise | matmul | reduction | rownorm | conv | attention | attention_grad | lookup | movement |
     #                                gather | scatter | cumsum | sort | scan | bsr_matmul | fallback
     nodes: list[Node] = field(default_factory=list)
     inputs: list[Value] = field(default_factory=list)     # read from memory
@@ -172,7 +172,7 @@ QUANT_POINTWISE = {"quantize", "fake_quant"}
 
 # integer arithmetic that wraps the same in a kernel as in NumPy (index math: offsets, strides, counts), and the
 # selection of integers (max_pool's backward picks window positions with where)
-INT_POINTWISE = {"add", "sub", "mul", "neg", "maximum", "minimum", "where"}
+INT_POINTWISE = {"add", "sub", "mul", "neg", "abs", "maximum", "minimum", "where"}
 
 
 def plan(graph: Graph, fuse: bool = True) -> KernelPlan:
@@ -286,6 +286,10 @@ class _Planner:
         return k
 
     def place(self, n: Node):
+        if any(v is not None and v.type.dtype in ("c64", "c128") for v in n.inputs + n.outputs):
+            # Triton has no complex dtype: every op on complex values (ir/ops/fft.py) runs through torch, counted
+            self.new("fallback", n)
+            return
         if is_scalar_const(n):
             self.scalars[n.outputs[0]] = n.attrs["value"]
             return
@@ -380,6 +384,11 @@ class _Planner:
         if n.op == "sdpa" and all(is_float(v.type.dtype) for v in n.inputs[:3]):
             self.new("attention", n)
             self._choose_layout(n.outputs[0])
+            return
+        if n.op == "sdpa_grad" and all(is_float(v.type.dtype) for v in n.inputs[:5]):
+            self.new("attention_grad", n)  # backends/triton/attention_grad_codegen.py: flash backward, no [Tq, Tk]
+            for v in n.outputs:   # dq, dk, dv stored pre-transposed when their heads are merged next
+                self._choose_layout(v)
             return
         if n.op == "bsr_matmul" and all(is_float(v.type.dtype) for v in n.inputs[:2]):
             self.new("bsr_matmul", n)  # matmul_codegen._k_bsr_matmul: only the stored blocks

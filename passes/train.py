@@ -7,8 +7,8 @@ optimizer's state is extra parameters of the step graph, initialised with zeros:
 buffer, AdamW's first moment), `opt.v.NAME` (AdamW's second moment) and `opt.step` (an f32 scalar counting the
 steps, for AdamW's bias correction). The outputs are `loss`, then `new.NAME` for every parameter of the step
 graph, model parameters first, then the optimizer state: a driver feeds each `new.NAME` back as NAME for the
-next step (cli/train.py). Frozen parameters (batchnorm running statistics, ir.analysis.frozen_params) pass
-through unchanged.
+next step (cli/train.py). `state` tensors (batchnorm running statistics, frozen weights) are not trained: each
+takes its `update`d value (the graph's "state:NAME" output, when elaborated for training), else passes through.
 
 The semantics are torch.optim's, with the hyperparameters baked in as constants:
   sgd:   g += wd p (coupled weight decay); with momentum: buf = momentum buf + g, g = buf; p -= lr g
@@ -20,7 +20,7 @@ from __future__ import annotations
 from ..errors import UsageError
 from ..ir.analysis import frozen_params
 from ..ir.builder import Emitter
-from ..ir.graph import Graph, Init, Param, Value
+from ..ir.graph import STATE_OUTPUT_PREFIX, Graph, Init, Param, Value
 from ..ir.types import TensorType, is_float
 from .autodiff import GradError, grad_graph
 
@@ -52,7 +52,7 @@ def loss_output(graph: Graph, loss: str | None = None) -> str:
 
 
 def trainable(graph: Graph) -> list[str]:
-    """The parameters the optimizer updates: float ones that are not frozen (batchnorm running statistics)."""
+    """The parameters the optimizer updates: the float ones that are not `state`."""
     frozen = frozen_params(graph)
     return [p.name for p in graph.params if is_float(p.value.type.dtype) and p.name not in frozen]
 
@@ -70,7 +70,7 @@ def step_graph(graph: Graph, loss: str | None = None, optimizer: str = "sgd", lr
     loss = loss_output(graph, loss)
     wrt = trainable(graph)
     if not wrt:
-        raise GradError(f"{graph.name} has no trainable parameter (float, not a batchnorm running statistic)")
+        raise GradError(f"{graph.name} has no trainable parameter (float, not `state`)")
     g = grad_graph(graph, loss, wrt)
     outs = dict(g.outputs)
     e = Emitter(None)
@@ -95,8 +95,8 @@ def step_graph(graph: Graph, loss: str | None = None, optimizer: str = "sgd", lr
     new_params: dict[str, Value] = {}
     for p in list(graph.params):
         pv = dict((q.name, q.value) for q in g.params)[p.name]
-        if p.name not in wrt:
-            new_params[p.name] = pv
+        if p.name not in wrt:   # a `state` tensor: its `update` (a training-mode graph's "state:NAME"), else as is
+            new_params[p.name] = outs.get(STATE_OUTPUT_PREFIX + p.name, pv)
             continue
         grad = outs[f"grad.{p.name}"]
         if optimizer == "sgd":

@@ -8,7 +8,8 @@ reference's own error grows with it), so no test needs a magic atol.
 The floor is PyTorch's too (torch._dynamo.utils.same: `tol / 10` with tol = 1e-4), scaled by the
 result's magnitude when that exceeds 1: it covers results the f32 reference happens to get exactly
 (so its RMSE is 0) while another correct f32 evaluation order is off by an ulp or two.
-Integer and bool results (quantized paths, argmax, indices) must be equal.
+Integer and bool results (quantized paths, argmax, indices) must be equal. Complex results (c64) are compared
+part by part: the real parts by this rule, then the imaginary parts.
 Non-finite values are compared by pattern, never by value (`nonfinite_mismatch`): NaN exactly where the float64
 reference has NaN, +inf / -inf exactly where it has the same infinity; the RMSE rule covers the finite rest. What
 each op gives for NaN / inf / +-0 (the numeric semantics every backend follows: NaN through max-like ops and
@@ -55,7 +56,7 @@ def allowed_error(ref32, ref64, dtype: str = "f32") -> float:
 def dtype_of(arr) -> str:
     """The pnet precision name of an array's dtype (the rule its comparison uses)."""
     kind = np.asarray(arr).dtype
-    return {np.dtype("float16"): "f16", np.dtype("float64"): "f64"}.get(kind, "f32")
+    return {np.dtype("float16"): "f16", np.dtype("float64"): "f64", np.dtype("complex128"): "f64"}.get(kind, "f32")
 
 
 def nonfinite_mismatch(got, ref) -> str | None:
@@ -80,6 +81,11 @@ def check_close(name: str, got, ref32, ref64, dtype: str | None = None) -> None:
         dtype = dtype_of(ref32)
     if got.shape != ref64.shape:
         raise AssertionError(f"{name}: shape {got.shape} != reference {ref64.shape}")
+    if np.iscomplexobj(ref64) or np.iscomplexobj(got):   # complex: the real and imaginary parts, each by this rule
+        ref32 = np.asarray(ref32)
+        for part in ("real", "imag"):
+            check_close(f"{name}.{part}", getattr(got, part), getattr(ref32, part), getattr(ref64, part), dtype)
+        return
     if ref64.dtype.kind in "iub":
         if not np.array_equal(got, ref64):
             bad = int(np.sum(got != ref64))

@@ -34,8 +34,10 @@ STRAIGHT_THROUGH = {"fake_quant"}
 
 # gradients that differ from the derivative by design (tested on their own below), the sparse layouts only the
 # sparsity pass makes, and dequantize, which the generator only applies to quantize's integers with a literal
-# scale (no float path): tests/test_autodiff_linalg.py differentiates those three
-NOT_GENERATED = {"stop_gradient", "straight_through", "nm_matmul", "bsr_matmul", "dequantize"}
+# scale (no float path): tests/test_autodiff_linalg.py differentiates those three; sdpa_grad, which only autodiff
+# emits (sdpa's rule): its own gradient (second order) is checked in tests/test_autodiff_nn.py and
+# tests/test_attention_backward.py
+NOT_GENERATED = {"stop_gradient", "straight_through", "nm_matmul", "bsr_matmul", "dequantize", "sdpa_grad"}
 
 
 def _differentiable_ops() -> list[str]:
@@ -58,6 +60,9 @@ def _program(op: str):
         integer result, such as topk's indices)."""
         g = load_source(prog.source, "<grad>", overrides=prog.load_overrides()).graph
         node = next(n for n in g.nodes if n.op == op)
+        if all(v.type.dtype in ("c64", "c128") for v in node.outputs):   # fft, rfft, ...: the real value its chain
+            g.outputs = [("y", g.outputs[-1][1])]                          # ends in (samplers/fft.py)
+            return g
         g.outputs = [("y", next(v for v in node.outputs if is_float(v.type.dtype)))]
         return g
 

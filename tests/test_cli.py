@@ -50,7 +50,7 @@ def test_show_params_and_ir(model, capsys):
     code, out, _ = run_cli(capsys, "show", model, "--params")
     assert code == 0 and out.split()[:2] == ["w", "f32[4,"]
     code, out, _ = run_cli(capsys, "show", model, "--params", "--json")
-    assert json.loads(out) == [{"name": "w", "shape": [4, 8], "dtype": "f32", "init": "normal(0, 0.5)"}]
+    assert json.loads(out) == [{"name": "w", "shape": [4, 8], "dtype": "f32", "init": "normal(0, 0.5)", "state": False}]
     code, out, _ = run_cli(capsys, "show", model, "--after", "fold")
     assert code == 0 and out.startswith("graph tiny(%x: f32[B, 4])")
 

@@ -585,10 +585,11 @@ def test_item7_stdlib_coverage_works_in_any_clone_from_the_projects_index(tmp_pa
     assert r.returncode == 0, r.stderr
     first = rows[0]
     assert first_line(r.stdout) == (f"{first['catalogue']}: {first['modelled_yes']}/{first['stdlib_yes']} stdlib-yes "
-                                    f"papers modelled ({first['modelled_total']} models, {first['papers']} papers in "
-                                    "the catalogue)")
+                                    f"papers modelled by {first['files']} files ({first['modelled_total']} papers "
+                                    f"modelled, {first['papers']} in the catalogue)")
     total = sum(x["modelled_yes"] for x in rows), sum(x["stdlib_yes"] for x in rows)
-    assert r.stdout.strip().splitlines()[-1] == f"total: {total[0]}/{total[1]}" and total[0] > 0
+    assert r.stdout.strip().splitlines()[-1] == f"total: {total[0]}/{total[1]} papers, {len(stdlib.entries())} stdlib files"
+    assert total[0] > 0
 
 
 # ---- item 8: CLI conventions ----

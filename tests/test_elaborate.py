@@ -174,3 +174,54 @@ def test_elaboration_errors(src, message):
         build(src)
     assert message in info.value.message
     assert info.value.loc is not None and info.value.loc.line >= 2
+
+
+def test_tuple_assignment_evaluates_every_value_before_binding():
+    """`a, b = x, y` (and the swap `a, b = b, a`) as in Python; a count mismatch is a located error."""
+    from pnet.backends import numpy_ref
+    from pnet.dsl.fmt import format_source
+    src = "model m() {\n  input x: f32[2]\n  a, b = x * 2.0, x + 1.0\n  a, b = b, a\n  output y = a\n  output z = b\n}\n"
+    out = numpy_ref.run(load_source(src).graph, {"x": np.array([1.0, 3.0], np.float32)})
+    np.testing.assert_array_equal(out["y"], [2.0, 4.0])
+    np.testing.assert_array_equal(out["z"], [2.0, 6.0])
+    assert format_source(src) == src
+    with pytest.raises(PnetError, match=r"t.pnet:3:3: .*cannot unpack 3 values into 2 names"):
+        load_source(src.replace("x * 2.0, x + 1.0", "x, x, x"), "t.pnet")
+
+
+def test_stack_and_eye_builtins():
+    src = ("model m() {\n  input x: f32[2, 3]\n  input y: f32[2, 3]\n  output a = stack([x, y], axis=1)\n"
+           "  output b = stack([x, y], axis=-1)\n  output e = eye(3)\n}\n")
+    x, y = np.arange(6, dtype=np.float32).reshape(2, 3), -np.ones((2, 3), np.float32)
+    out = numpy_ref.run(load_source(src).graph, {"x": x, "y": y})
+    np.testing.assert_array_equal(out["a"], np.stack([x, y], axis=1))
+    np.testing.assert_array_equal(out["b"], np.stack([x, y], axis=-1))
+    np.testing.assert_array_equal(out["e"], np.eye(3, dtype=np.float32))
+    with pytest.raises(PnetError, match="non-empty list of tensors"):
+        load_source("model m() {\n  input x: f32[2]\n  output a = stack(x)\n}\n")
+
+
+def test_calls_sharing_a_name_share_the_whole_sub_network():
+    """`f(x) as enc` twice shares every parameter of f, those of its unnamed calls and loops included (they were
+    `enc.linear_1`, `enc.blocks_1` on the second call: fresh weights, silently)."""
+    src = """
+import nn.core
+def enc(x: [B, d], width: int) -> [B, width] {
+  h = relu(linear(x, width))
+  for i in 0..2 as blocks {
+    h = h + linear(h, width)
+  }
+  return linear(h, width)
+}
+model m() {
+  input a: f32[B, 4]
+  output ya = enc(a, 8) as shared
+  output yb = enc(a, 8) as shared
+  output yc = enc(a, 8) as other
+}
+"""
+    g = load_source(src).graph
+    names = [p.name for p in g.params]
+    assert len(names) == 16 and sum(n.startswith("shared.") for n in names) == 8
+    out = numpy_ref.run(g, {"a": np.ones((2, 4), np.float32)})
+    np.testing.assert_array_equal(out["ya"], out["yb"])

@@ -236,3 +236,15 @@ def test_bad_calls_are_one_line_located_errors(decl, call, message):
         load_source(src, "m.pnet")
     text = str(err.value)
     assert text.startswith("m.pnet:3:") and "\n" not in text and message in text, text
+
+
+@pytest.mark.parametrize("op, out", [("adaptive_avg_pool2d", [4, 3]), ("adaptive_max_pool2d", 2),
+                                     ("adaptive_avg_pool1d", 4), ("adaptive_max_pool3d", [2, 2, 1])])
+def test_adaptive_pools_of_regular_tiles_are_triton_kernels(op, out):
+    """A spatial dim that is a multiple of its output size: the windows are regular tiles, so decompose makes the
+    pool a reshape and a row reduction (a kernel, no fallback) with the reference's values."""
+    nd = int(op[-2])
+    x = np.random.default_rng(0).normal(size=(2, 3) + (8, 6, 2)[:nd]).astype(np.float32)
+    kinds, y = op_triton(op, x, output_size=out)
+    assert "fallback" not in kinds
+    np.testing.assert_allclose(y, op_ref(op, x, output_size=out), rtol=1e-6, atol=1e-6)

@@ -73,3 +73,28 @@ def test_coverage_counts_modelled_papers():
     modelled = sum(r["modelled_total"] for r in rows)
     assert modelled >= len({(p.read_text().splitlines()[1]) for p in PAPERS}) - 5  # a few files share a seed ref
     assert all(0 <= r["modelled_yes"] <= r["stdlib_yes"] for r in rows)
+
+
+def test_header_references_are_valid():
+    """Every `# seed:` reference names a `stdlib: yes` paper of the index, every reference after a file's first
+    is explained in a comment, and no paper listed as blocked on a feature is modelled."""
+    assert stdlib.invalid_refs() == []
+
+
+def test_coverage_reports_missing_and_rejects_lying_headers(tmp_path, monkeypatch, capsys):
+    from pnet.cli import main
+    fake = tmp_path / "fake.pnet"
+    fake.write_text('# paper: "x"\n# seed: 000#2,000#999\n# test: \nmodel fake() {}\n')   # 000#2 is stdlib: no
+    real = stdlib.entries()
+    monkeypatch.setattr(stdlib, "entries", lambda: real + [stdlib.Entry("fake", fake, "papers", "x", "000#2,000#999")])
+    assert main(["stdlib", "coverage", "--missing"]) == 1
+    out, err = capsys.readouterr()
+    assert "stdlib files" in out and "stdlib-yes papers modelled by" in out
+    assert f"{fake}:2: seed reference 000#2: the catalogue marks" in err and "stdlib: no" in err
+    assert f"{fake}:2: seed reference 000#999: no such paper in catalogue 000" in err
+    monkeypatch.setattr(stdlib, "entries", lambda: real)
+    assert main(["stdlib", "coverage", "--json", "--missing"]) == 0
+    import json
+    rows = json.loads(capsys.readouterr().out)["catalogues"]
+    assert all({"ref", "title", "blocked_on"} <= set(m) for r in rows for m in r["missing"])
+    assert all(r["files"] >= 1 for r in rows)

@@ -98,15 +98,15 @@ def test_step_graph_interface():
         step_graph(g, "nope")
 
 
-def test_frozen_params_pass_through():
-    """Batchnorm running statistics are not trained: their new value is the old one, as torch.optim leaves
-    requires_grad=False buffers."""
+def test_state_passes_through():
+    """`state` is not trained: without an `update` its new value is the old one, as torch.optim leaves buffers
+    (tests/test_state.py: with one, the updated value)."""
     src = """
 import nn.core
 model bn(c: int = 3) {
   input x: f32[B, 3, 4]
-  param rmean: [3] = zeros()
-  param rvar: [3] = ones()
+  state rmean: [3] = zeros()
+  state rvar: [3] = ones()
   param w: [3] = ones()
   h = batchnorm(x, rmean, rvar, w, w, eps=1e-5)
   output loss = mean(h * h) + mean(linear(h, 2))

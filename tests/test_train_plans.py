@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, small_config
 
 from pnet.backends import numpy_ref
-from pnet.dsl.compile import load_file, load_source, set_dim_sizes
+from pnet.dsl.compile import load_file, load_source
 from pnet.ir.builder import Emitter
 from pnet.ir.graph import Graph, Value
 from pnet.ir.types import TensorType, is_float
@@ -46,9 +46,9 @@ def with_loss(g: Graph, kind: str) -> Graph:
 
 
 def load(path, overrides: dict, loss: str | None = None) -> Graph:
-    """The model at `overrides` (hyperparameters and dims, as --set), cleaned up, with `loss` appended if given."""
-    r = load_file(path, None, overrides)
-    set_dim_sizes(r, overrides, lambda k, v: f"{k}={v}", from_text=True)
+    """The model at `overrides` (hyperparameters and dims, as --set), compiled for training as `pnet train` does
+    (batch statistics, `update`d running statistics), cleaned up, with `loss` appended if given."""
+    r = load_file(path, None, overrides, training=True)   # load_file sizes the dims of `overrides` too
     return run_passes(with_loss(r.graph, loss) if loss else r.graph)
 
 
@@ -73,10 +73,10 @@ model beautiful_mnist() {
   input x: f32[B, 1, 28, 28]
   h = relu(conv(x, 32, 5) as c1)
   h = relu(conv(h, 32, 5) as c2)
-  h = max_pool2d(batch_norm(h, train=true) as bn1, kernel=2)
+  h = max_pool2d(batch_norm(h) as bn1, kernel=2)
   h = relu(conv(h, 64, 3) as c3)
   h = relu(conv(h, 64, 3) as c4)
-  h = max_pool2d(batch_norm(h, train=true) as bn2, kernel=2)
+  h = max_pool2d(batch_norm(h) as bn2, kernel=2)
   h = reshape(h, shape=[B, 576])
   param w: [576, 10] = normal(0, 0.04)
   param b: [10] = zeros()
@@ -86,8 +86,7 @@ model beautiful_mnist() {
 
 
 def beautiful_mnist() -> Graph:
-    r = load_source(BEAUTIFUL_MNIST, "<beautiful_mnist>", None, {"B": "32"})
-    set_dim_sizes(r, {"B": "32"}, lambda k, v: f"{k}={v}", from_text=True)
+    r = load_source(BEAUTIFUL_MNIST, "<beautiful_mnist>", None, {"B": "32"}, training=True)
     return run_passes(r.graph)
 
 
@@ -119,17 +118,17 @@ def figures(model: str, optimizer: str) -> dict:
 # with its loss (every output). sgd has no momentum (no optimizer state); adamw writes m, v and the step counter.
 PINNED_PLANS = {
     ("gpt2_block", "forward"): (17, 81348, 22724, 163857, 0),
-    ("gpt2_block", "sgd"): (90, 412628, 36996, 506642, 0),
-    ("gpt2_block", "adamw"): (101, 555580, 110476, 557161, 0),
+    ("gpt2_block", "sgd"): (78, 382484, 36996, 503250, 0),
+    ("gpt2_block", "adamw"): (89, 525436, 110476, 553769, 0),
     ("mlp", "forward"): (8, 109772, 105180, 104711, 0),
     ("mlp", "sgd"): (19, 400748, 209508, 332592, 0),
     ("mlp", "adamw"): (26, 1236716, 627468, 619941, 0),
-    ("cnn", "forward"): (15, 302316, 87388, 3328820, 0),
-    ("cnn", "sgd"): (81, 1686684, 168468, 10429445, 0),
-    ("cnn", "adamw"): (94, 2016396, 487740, 10648850, 0),
-    ("beautiful_mnist", "forward"): (16, 18790316, 451756, 850723744, 0),
-    ("beautiful_mnist", "sgd"): (61, 80985612, 803156, 2523817719, 0),
-    ("beautiful_mnist", "adamw"): (68, 82489772, 2208764, 2524784076, 0),
+    ("cnn", "forward"): (57, 653120, 88732, 3415988, 0),
+    ("cnn", "sgd"): (71, 792964, 168468, 3665482, 0),
+    ("cnn", "adamw"): (74, 1121652, 487740, 3883139, 0),
+    ("beautiful_mnist", "forward"): (18, 18793396, 453292, 850724416, 0),
+    ("beautiful_mnist", "sgd"): (63, 80988692, 804692, 2523818391, 0),
+    ("beautiful_mnist", "adamw"): (70, 82492852, 2210300, 2524784748, 0),
 }
 
 
@@ -173,7 +172,10 @@ def test_docs_table_states_the_pinned_figures():
 # name -> (loss, overrides of the test configuration): gpt2 with one layer, as the plan above (two take twice as long)
 PARITY = {"gcn_cora": ("sq", {}), "gin": ("sq", {}), "resnet18": ("sq", {}), "gpt2": ("ce", {"layers": "1"}),
           "lstm_lm_medium": ("ce", {})}
-LEFT_OUT = {"mixer_b16_224", "vit_b_16", "resnet50", "mamba_130m", "ddpm_unet"}
+LEFT_OUT = {"mixer_b16_224", "vit_b_16", "resnet50", "mamba_130m", "ddpm_unet",
+            # issue 22's backbones (not timed in a training step yet)
+            "bert_base", "t5_small", "llama", "vgg16", "vgg16_bn", "mobilenet_v2", "efficientnet_b0", "convnext_tiny",
+            "swin_t", "deit_tiny", "unet_2015", "pointnet"}
 
 
 def test_parity_set_names_existing_backbones():

@@ -12,6 +12,7 @@ from ...errors import PnetError
 from ...ir.graph import Graph, Node, Value
 from ...passes.fuse import Kernel, KernelPlan, plan as make_plan
 from ..pysrc import comment_text
+from .attention_grad_codegen import AttentionGradKernels
 from .conv_codegen import ConvKernels
 from .index_codegen import IndexKernels, index_check
 from .matmul_codegen import MatmulKernels
@@ -21,7 +22,7 @@ from .source_text import dim_code, dim_name, lit, scalar_code
 from .standalone import MODE_LINES, module_docstring
 
 
-class ModuleGen(MatmulKernels, ReduceKernels, IndexKernels, ConvKernels, OperandTiles):
+class ModuleGen(MatmulKernels, AttentionGradKernels, ReduceKernels, IndexKernels, ConvKernels, OperandTiles):
     """Writes the module: the launcher and views here, pointwise, movement, lookup, scan and fallback kernels
     here; each other kernel family (`_k_<kind>`) in its own mixin module; operand reads in operands.py."""
     def __init__(self, graph: Graph, name: str = "forward", fuse: bool = True):

@@ -64,6 +64,13 @@ def next_pow2(n: int) -> int:
     return 1 << max(int(n) - 1, 0).bit_length()
 
 
+def rows_per_program(nrow: int, block: int) -> int:
+    """Rows a row kernel reduces per program: short rows share one, so a tile holds about 4096 elements on a
+    GPU (16384 under the interpreter, which pays per program); a row of >= 4096 elements has its own."""
+    cap = 16384 if interpreting() else 4096
+    return max(1, min(next_pow2(max(nrow, 1)), cap // max(block, 1)))
+
+
 def pointwise_block(n: int) -> int:
     # the interpreter pays per program instance: few, large blocks
     return min(next_pow2(max(n, 1)), 16384 if interpreting() else 1024)

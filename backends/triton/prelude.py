@@ -1,11 +1,18 @@
 """Device helpers the generated kernels call. Written with `tl.*` primitives only: libdevice
 functions fail under Triton's interpreter, which is how CI runs every kernel.
 Import this module only after `runtime.ensure_mode()` has set TRITON_INTERPRET where needed."""
+import os
+
 import triton
 import triton.language as tl
 
+# Compiled for a GPU the helpers are @triton.jit functions. Under the interpreter they are plain Python over the
+# (patched) `tl`: the interpreter re-patches triton.language on every call of a jitted helper (~3 ms, once per
+# kernel program and helper), which was a third of the time of a CPU run of a model's kernels.
+helper = (lambda fn: fn) if os.environ.get("TRITON_INTERPRET") == "1" else triton.jit
 
-@triton.jit
+
+@helper
 def _tanh(x):
     # odd, and exp of a non-positive argument never overflows
     t = tl.exp(-2.0 * tl.abs(x))
@@ -13,7 +20,7 @@ def _tanh(x):
     return tl.where(x < 0, -y, y)
 
 
-@triton.jit
+@helper
 def _erf(x):
     # erfc Chebyshev fit (Numerical Recipes), fractional error < 1.2e-7
     z = tl.abs(x)
@@ -24,29 +31,29 @@ def _erf(x):
     return tl.where(x < 0, -r, r)
 
 
-@triton.jit
+@helper
 def _gelu(x):
     return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
 
 
-@triton.jit
+@helper
 def _gelu_tanh(x):
     return 0.5 * x * (1.0 + _tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
 
 
-@triton.jit
+@helper
 def _softplus(x, beta, threshold):
     z = beta * x
     soft = (tl.maximum(z, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(z)))) / beta
     return tl.where(z > threshold, x, soft)
 
 
-@triton.jit
+@helper
 def _sign(x):
     return tl.where(x > 0, 1.0, tl.where(x < 0, -1.0, tl.where(x != x, x, 0.0)))   # sign(NaN) = NaN
 
 
-@triton.jit
+@helper
 def _round_even(x):
     # round half to even, exactly: x - floor(x) is exact in float (Sterbenz), unlike floor(x + 0.5),
     # which rounds 0.49999997 + 0.5 up to 1.0
@@ -56,7 +63,7 @@ def _round_even(x):
     return tl.where((d > 0.5) | ((d == 0.5) & odd), r + 1.0, r)
 
 
-@triton.jit
+@helper
 def _quantize(x, s, z, lo, hi):
     # ir/ops/quant.py's rule: one correctly rounded division (div_rn: a plain `/` may be approximate on a
     # GPU), round half to even, + zero point, saturate; NaN -> 0. The integer value is held as a float.
@@ -64,7 +71,7 @@ def _quantize(x, s, z, lo, hi):
     return tl.where(v != v, 0.0, tl.minimum(tl.maximum(v, lo), hi))
 
 
-@triton.jit
+@helper
 def _floor_divmod(a, b):
     # NumPy's integer floor_divide and mod (x // 0 and x % 0 are 0). Whether `//` truncates (C, a GPU) or
     # floors (the interpreter), the remainder's sign tells: unlike the divisor's, step the quotient down.
@@ -78,19 +85,19 @@ def _floor_divmod(a, b):
     return tl.where(nz, q, 0), tl.where(nz, r, 0)
 
 
-@triton.jit
+@helper
 def _floordiv_int(a, b):
     q, r = _floor_divmod(a, b)
     return q
 
 
-@triton.jit
+@helper
 def _mod_int(a, b):
     q, r = _floor_divmod(a, b)
     return r
 
 
-@triton.jit
+@helper
 def _operands(a, b):
     # both operands as f32 tensors of one shape: under the interpreter a literal operand (`x ** 3.0`) makes
     # Python bools of its comparisons, and a scalar mask `&` a block mask fails
@@ -100,7 +107,7 @@ def _operands(a, b):
     return a, b
 
 
-@triton.jit
+@helper
 def _pow(a, b):
     # a ** b with C99 / NumPy's special cases (docs/language.md, Numeric semantics): x ** 0 = 1 and 1 ** y = 1
     # even for NaN, (-1) ** +-inf = 1, a negative finite base needs an integer exponent (else NaN), and an odd
@@ -117,7 +124,7 @@ def _pow(a, b):
     return tl.where(one, 1.0, r)
 
 
-@triton.jit
+@helper
 def _round_bf16(x):
     # x (f32) rounded to the nearest bf16, ties to even, kept in f32: add half an ulp of bf16 (less one, plus the
     # kept lowest bit) and cut the low 16 bits; overflow carries into the exponent (-> +-inf), NaN stays NaN.
@@ -127,20 +134,20 @@ def _round_bf16(x):
     return tl.where(x != x, x, u.to(tl.float32, bitcast=True))
 
 
-@triton.jit
+@helper
 def _round_f16(x):
     # x (f32) rounded to the nearest f16 (ties to even, overflow to +-inf, subnormals kept), kept in f32
     return x.to(tl.float16).to(tl.float32)
 
 
-@triton.jit
+@helper
 def _any(mask):
     # whether any lane of a block (of any rank, or a scalar: broadcast to [1] first) is set
     m = mask.to(tl.int32) + tl.zeros([1], tl.int32)
     return tl.max(tl.ravel(m), axis=0) > 0
 
 
-@triton.jit
+@helper
 def _fmod_abs(r, d):
     # |a| fmod |b| exactly, for finite r = |a| >= 0 and d = |b| > 0: binary long division. t runs over d * 2^k
     # (doubling is exact) down from the largest t <= r; each r - t is exact (Sterbenz: t <= r < 2t). The
@@ -158,7 +165,7 @@ def _fmod_abs(r, d):
     return r
 
 
-@triton.jit
+@helper
 def _mod_float(a, b):
     # NumPy's float `%` (floor-mod): r = fmod(a, b) computed exactly; a non-zero r whose sign is not b's gets b
     # added; a zero r takes b's sign. a % 0, inf % b and NaN give NaN; finite a % inf is a, or +-inf once the
@@ -175,7 +182,7 @@ def _mod_float(a, b):
     return tl.where(ok, r, float("nan"))
 
 
-@triton.jit
+@helper
 def _store_cast(v, ptr):
     # v as the element type of `ptr`, for a store: rounded to nearest even (Triton's interpreter truncates f32 ->
     # bf16, a GPU rounds), so every backend stores the bf16 value the reference holds
@@ -187,7 +194,7 @@ def _store_cast(v, ptr):
 
 
 # ---- special functions (ir/ops/special.py): accurate to a few f32 ulps away from cancellation ----------------
-@triton.jit
+@helper
 def _atan(x):
     # Cephes atanf: reduced to |t| <= tan(pi/8) by atan(x) = pi/2 + atan(-1/x) or pi/4 + atan((x-1)/(x+1)), then an
     # odd polynomial (relative error ~1e-7); odd in x; +-inf give +-pi/2, NaN stays NaN
@@ -201,7 +208,7 @@ def _atan(x):
     return tl.where(x < 0, -r, r)
 
 
-@triton.jit
+@helper
 def _atan2(y, x):
     # C99 atan2: atan of min/max of |y|, |x| in [0, 1] (both infinite: 1; both zero: 0), unfolded to the octant,
     # then the quadrant; a negative zero counts as negative (atan2(0, -0) = pi, atan2(-0, -0) = -pi)
@@ -219,18 +226,18 @@ def _atan2(y, x):
     return tl.where((x != x) | (y != y), float("nan"), r)
 
 
-@triton.jit
+@helper
 def _asin(x):
     # atan2(x, sqrt(1 - x^2)), with 1 - x^2 as (1 - x)(1 + x) (exact 1 - x near 1); NaN outside [-1, 1]
     return _atan2(x, tl.sqrt((1.0 - x) * (1.0 + x)))
 
 
-@triton.jit
+@helper
 def _acos(x):
     return _atan2(tl.sqrt((1.0 - x) * (1.0 + x)), x)
 
 
-@triton.jit
+@helper
 def _log1p(x):
     # log(u) * x / (u - 1) with u = 1 + x rounded: the quotient corrects the rounding of u (Goldberg's trick)
     u = 1.0 + x
@@ -239,7 +246,7 @@ def _log1p(x):
     return tl.where(x == float("inf"), x, r)
 
 
-@triton.jit
+@helper
 def _expm1(x):
     # (u - 1) * x / log(u) with u = exp(x) (Kahan's trick); exp(x) == 1: x itself; u - 1 == -1: -1 (-inf included)
     u = tl.exp(x)
@@ -249,7 +256,7 @@ def _expm1(x):
     return tl.where(u == float("inf"), u, r)
 
 
-@triton.jit
+@helper
 def _logaddexp(a, b):
     # max + log1p(exp(-|a - b|)); equal infinities give themselves (inf - inf would be NaN); NaN propagates
     a, b = _operands(a, b)
@@ -259,7 +266,7 @@ def _logaddexp(a, b):
     return tl.where((a != a) | (b != b), float("nan"), r)
 
 
-@triton.jit
+@helper
 def _xlogy(x, y):
     # x * log(y); 0 where x == 0 whatever y, but NaN where y is NaN (torch.xlogy)
     x, y = _operands(x, y)
@@ -267,7 +274,7 @@ def _xlogy(x, y):
     return tl.where(y != y, y, r)
 
 
-@triton.jit
+@helper
 def _lgamma_pos(x):
     # log Gamma(x) for x >= 1/2 (or +inf): Gamma(x) = Gamma(x + 8) / (x (x+1) ... (x+7)) below 8, then Stirling's
     # series with terms to z^-5 (truncation < 3e-10 at z >= 8); z (log z - 1) first, so it overflows only as lgamma does
@@ -284,7 +291,7 @@ def _lgamma_pos(x):
     return tl.where(x == float("inf"), x, r)
 
 
-@triton.jit
+@helper
 def _lgamma(x):
     # below 1/2 the reflection log Gamma(x) = log(pi / |sin(pi x)|) - log Gamma(1 - x), |sin(pi x)| taken at the
     # exact fraction f = |x| - floor(|x|) folded to [0, 1/2] (x - floor(x) would round -1e-40 to 1); +inf at 0, the
@@ -299,7 +306,7 @@ def _lgamma(x):
     return tl.where(pole, float("inf"), r)
 
 
-@triton.jit
+@helper
 def _digamma_pos(x):
     # psi(x) for x > 0: psi(x) = psi(x + 8) - sum 1 / (x + k) below 8, then the asymptotic series to z^-6
     small = x < 8.0
@@ -312,7 +319,7 @@ def _digamma_pos(x):
     return tl.where(small, r - acc, r)
 
 
-@triton.jit
+@helper
 def _digamma(x):
     # reflection below 0: psi(x) = psi(1 - x) - pi cot(pi x) = psi(1 - x) + pi cot(pi |x|), with cot(pi |x|) taken at
     # r = |x| - floor(|x|) folded to [-1/2, 1/2] (exact); as torch: -inf at +0, +inf at -0, NaN at the negative
@@ -327,7 +334,7 @@ def _digamma(x):
     return tl.where(x == 0.0, tl.where(1.0 / x < 0, float("inf"), float("-inf")), r)
 
 
-@triton.jit
+@helper
 def _erfinv(x):
     # Giles (2010), "Approximating the erfinv function", single precision: w = -log(1 - x^2), a polynomial in w
     # (w < 5) or in sqrt(w); +-inf at +-1, NaN outside [-1, 1]

@@ -15,7 +15,7 @@ from pathlib import Path
 from ...errors import PnetError, UsageError
 from .autotune import attention_configs, gemm_configs, tuned  # noqa: F401 - _rt.*: tiles timed on a GPU
 from .device import cache_dir, ensure_mode
-from .device import dot_block, next_pow2, pointwise_block  # noqa: F401 - _rt.*: the launcher's block sizes
+from .device import dot_block, next_pow2, pointwise_block, rows_per_program  # noqa: F401 - _rt.*: the launcher's block sizes
 from ..progress import kernel_step as step  # noqa: F401 - _rt.step: before each kernel, for `-v` and the counter
 
 _HEADER = "# pnet-checksum: "
@@ -161,4 +161,5 @@ def _fallback(op: str, args, attrs):
 def torch_dtype(name: str):
     import torch
     return {"f64": torch.float64, "f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
-            "i64": torch.int64, "i32": torch.int32, "i8": torch.int8, "u8": torch.uint8, "bool": torch.bool}[name]
+            "i64": torch.int64, "i32": torch.int32, "i8": torch.int8, "u8": torch.uint8, "bool": torch.bool,
+            "c64": torch.complex64, "c128": torch.complex128}[name]

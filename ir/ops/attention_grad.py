@@ -10,12 +10,17 @@ With dO the output's cotangent and O the forward output:
 
 (D from O, flash attention's trick, reads [Tq, dv] instead of a second [Tq, Tk] product.) Leading dims
 broadcast in the forward (grouped-query heads, a shared mask) get their cotangent summed back (`sum_to`).
-Unlike a flash kernel this materializes P and dS, [..., Tq, Tk] each, as torch's math backend does; a
-flash-style backward kernel (P rebuilt per tile from the forward's saved logsumexp) is the Triton backend's
-follow-up.
+
+Without a mask, with a boolean mask and/or `causal`, the rule emits one `sdpa_grad` node (ir/ops/
+attention_backward.py) computing these formulas, which the Triton backend runs as flash-attention-2 kernels (P
+rebuilt per tile from a recomputed row logsumexp: no [Tq, Tk] tensor in memory). With an additive float mask
+the rule is the IR ops above, which materialize P and dS ([..., Tq, Tk] each, as torch's math backend does):
+that mask's cotangent is dS itself. sdpa_grad's own gradient (second order) is this IR form, differentiated.
 """
 from __future__ import annotations
 
+from ..backprop import reverse_walk
+from ..builder import Emitter
 from ..registry import vjp
 from ..types import TensorType
 
@@ -39,10 +44,9 @@ def _scale(e, q, scale):
     return e("rsqrt", [e("sum", [ones], axis=[0], keepdims=False)])
 
 
-def _weights(e, n, s):
+def _weights(e, q, k, mask, causal, s):
     """P: softmax of the masked scores, and 0 on a row no key may be attended from (only a mask can empty a
     row: causal alone leaves key 0 to every query)."""
-    q, k, v, mask = (list(n.inputs) + [None])[:4]
     scores = e("mul", [e("matmul", [q, _t(e, k)]), s])
     allowed = None
     if mask is not None and mask.type.dtype == "bool":
@@ -51,7 +55,7 @@ def _weights(e, n, s):
         m = mask if mask.type.dtype == scores.type.dtype else e("cast", [mask], dtype=scores.type.dtype)
         scores = e("add", [scores, m])
         allowed = e("ne", [mask, e.const(float("-inf"), mask.type.dtype)])
-    if n.attrs["causal"]:
+    if causal:
         tq, tk = scores.type.shape[-2], scores.type.shape[-1]
         rows = e("expand_dims", [e("arange", [], n=tq)], axis=-1)
         tri = e("le", [e("arange", [], n=tk), rows])                        # key j <= query i
@@ -66,18 +70,41 @@ def _weights(e, n, s):
     return e("where", [e("eq", [count, zero]), zero, p])
 
 
-@vjp("sdpa")
-def _sdpa(e, n, cts):
-    (do,), (q, k, v, mask), o = cts, (list(n.inputs) + [None])[:4], n.output
-    s = _scale(e, q, n.attrs["scale"])
-    p = _weights(e, n, s)
+def _expand(e, q, k, v, mask, o, do, causal, scale):
+    """The formulas of the module doc as IR ops: (dq, dk, dv, ds) over the forward's broadcast batch."""
+    s = _scale(e, q, scale)
+    p = _weights(e, q, k, mask, causal, s)
     dv = e("matmul", [_t(e, p), do])
     dp = e("matmul", [do, _t(e, v)])
     rowdot = e("sum", [e("mul", [do, o])], axis=[-1], keepdims=True)
     ds = e("mul", [p, e("sub", [dp, rowdot])])
     dq = e("mul", [e("matmul", [ds, k]), s])
     dk = e("mul", [e("matmul", [_t(e, ds), q]), s])
-    dmask = None
-    if mask is not None and mask.type.dtype != "bool":
-        dmask = e.sum_to(ds, mask.type)
-    return [e.sum_to(dq, q.type), e.sum_to(dk, k.type), e.sum_to(dv, v.type), dmask]
+    return dq, dk, dv, ds
+
+
+@vjp("sdpa")
+def _sdpa(e, n, cts):
+    (do,), (q, k, v, mask), o = cts, (list(n.inputs) + [None])[:4], n.output
+    causal, scale = n.attrs["causal"], n.attrs["scale"]
+    if mask is None or mask.type.dtype == "bool":   # one op: flash kernels in Triton, no [Tq, Tk] in memory
+        grads = e.node("sdpa_grad", [q, k, v, o, do, mask], causal=causal, scale=scale).outputs
+        return [e.sum_to(g, x.type) for g, x in zip(grads, (q, k, v))] + [None]
+    dq, dk, dv, ds = _expand(e, q, k, v, mask, o, do, causal, scale)
+    return [e.sum_to(dq, q.type), e.sum_to(dk, k.type), e.sum_to(dv, v.type), e.sum_to(ds, mask.type)]
+
+
+@vjp("sdpa_grad")
+def _sdpa_grad(e, n, cts):
+    """Second order: the IR form of sdpa_grad (`_expand`) emitted and walked backwards from the cotangents of
+    dq, dk, dv (materializes [Tq, Tk] tensors, as torch's double backward does)."""
+    q, k, v, o, do, mask = (list(n.inputs) + [None] * 6)[:6]
+    sub = Emitter(n)
+    grads = _expand(sub, q, k, v, mask, o, do, n.attrs["causal"], n.attrs["scale"])[:3]
+    grads = [sub.like(g, out) for g, out in zip(grads, n.outputs)]
+    seeds = {g: c for g, c in zip(grads, cts) if c is not None}
+    wrt = [q, k, v, o, do]
+    emitted, ct, _ = reverse_walk(sub.nodes, seeds, wrt)
+    e.nodes += sub.nodes + emitted
+    # an input read twice (self-attention's k = v = q) gets its summed cotangent once: the caller sums per position
+    return [ct.get(x) if x not in wrt[:i] else None for i, x in enumerate(wrt)] + [None]

@@ -71,7 +71,7 @@ def torch_int_divmod(T, a, b):
 
 def torch_div(T, a, b):
     a, b = torch_common(T, a, b)
-    return a / b if a.is_floating_point() else torch_int_divmod(T, a, b)[0]
+    return a / b if a.is_floating_point() or a.is_complex() else torch_int_divmod(T, a, b)[0]
 
 
 def torch_mod(T, a, b):
@@ -186,7 +186,7 @@ def _gelu(x, approximate="none"):
 
 
 _unary("neg", np.negative, lambda T, x: -x, lambda x: f"(-{x})", float_only=False)
-_unary("abs", np.abs, lambda T, x: T.abs(x), lambda x: f"tl.abs({x})", float_only=False)
+_unary("abs", np.abs, lambda T, x: T.abs(x), lambda x: f"tl.abs({x})", float_only=False)  # |z| of complex: fft.py
 
 
 def torch_sign(T, x):

@@ -8,7 +8,7 @@ the equation broadcast is summed back, and a dim where only this operand is larg
 from __future__ import annotations
 
 from ..registry import vjp
-from ..types import TensorType, dims_equal, is_float
+from ..types import TensorType, dims_equal, is_complex, is_float
 
 
 def _swap_last(e, v):
@@ -28,12 +28,12 @@ def _matmul(e, n, cts):
     if a.type.rank == 1:
         g = e("expand_dims", [g], axis=-2)                                 # g: [..., M, N]
     ga = gb = None
-    if is_float(a.type.dtype):
+    if is_float(a.type.dtype) or is_complex(a.type.dtype):   # complex: fft_grad.py conjugates the rule
         ga = e("matmul", [g, _swap_last(e, big_b)])                         # [..., M, K]
         if a.type.rank == 1:
             ga = e("squeeze", [ga], axis=-2)
         ga = e.sum_to(ga, a.type)
-    if is_float(b.type.dtype):
+    if is_float(b.type.dtype) or is_complex(b.type.dtype):
         gb = e("matmul", [_swap_last(e, big_a), g])                         # [..., K, N]
         if b.type.rank == 1:
             gb = e("squeeze", [gb], axis=-1)
@@ -58,7 +58,7 @@ def _einsum(e, n, cts):
                 sizes[ch] = d
     grads = []
     for k, (spec, x) in enumerate(zip(specs, n.inputs)):
-        if not is_float(x.type.dtype):
+        if not (is_float(x.type.dtype) or is_complex(x.type.dtype)):   # complex: fft_grad.py conjugates the rule
             grads.append(None)
             continue
         operands, terms = [ct], [out]

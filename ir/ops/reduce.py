@@ -14,7 +14,7 @@ _AXIS_ATTRS = {"axis": None, "keepdims": False}
 def _reduce_infer(float_only=False, out_dtype=None, name=""):
     def infer(types, attrs):
         t = types[0]
-        if float_only and not is_float(t.dtype):
+        if float_only and not is_float(t.dtype) and t.dtype not in ("c64", "c128"):   # complex: only where allowed
             raise ShapeError(f"{name} expects a float tensor, got {t}")
         attrs["axis"] = list(norm_axes(attrs["axis"], t.rank))
         return TensorType(out_dtype or t.dtype, reduced_shape(t.shape, attrs["axis"], attrs["keepdims"]))

@@ -24,7 +24,9 @@ SKIP_KINDS = ("control", "source")
 # Ops only the quantization / sparsity passes introduce, whose operands (i8 conv windows, N:M metadata, BSR index
 # lists) must come from the pass to be valid. tests/test_quantize.py and tests/test_sparsify.py fuzz each of them
 # op by op (hypothesis, torch against NumPy). quantize/dequantize/fake_quant/qmatmul/sub-byte packing have samplers.
-PASS_ONLY_OPS = ("qconv1d", "qconv2d", "qconv3d", "nm_matmul", "bsr_matmul")
+# sdpa_grad is autodiff's: the gradient rule of sdpa emits it with o = sdpa(...) (tests/test_attention_backward.py
+# checks it against torch.autograd; the fuzzer's `grad` property reaches it through every generated sdpa).
+PASS_ONLY_OPS = ("qconv1d", "qconv2d", "qconv3d", "nm_matmul", "bsr_matmul", "sdpa_grad")
 
 # Constructs the generator steers around while a compiler bug it found is open: name -> the regression file
 # (tests/regressions/) that pins the bug. Delete an entry when its bug is fixed.

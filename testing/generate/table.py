@@ -17,6 +17,8 @@ from .samplers import dense_linalg as _dense_linalg  # noqa: E402  (issue 21: so
 FAMILIES += (_dense_linalg,)
 from .samplers import special as _special  # noqa: E402  (issue 21: atan/atan2/asin/acos, lgamma/digamma, erfinv, log1p/expm1, logaddexp, xlogy)
 FAMILIES += (_special,)
+from .samplers import fft as _fft  # noqa: E402  (issue 21: complex values and FFTs, drawn in real-to-real chains)
+FAMILIES += (_fft,)
 
 
 def _assemble() -> dict[str, Spec]:
