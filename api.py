@@ -92,17 +92,19 @@ def load(path: str | Path, model: str | None = None, *, training: bool = False, 
     hyperparameters (`width=64`) or the default sizes of its symbolic dims (`B=8`). `training=True` compiles
     for training (the builtin `training`: batch statistics, dropout, `update`d state as `state:NAME` outputs)."""
     from .dsl.compile import load_file
-    return _model(load_file(path, model, hyper, training=training), hyper, str(path))
+    return _model(load_file(path, model, hyper, training=training, **_DIMS), str(path))
 
 
 def loads(source: str, model: str | None = None, *, training: bool = False, **hyper) -> Model:
     """Like `load`, from source text (imports resolve against the stdlib)."""
     from .dsl.compile import load_source
-    return _model(load_source(source, "<string>", model, hyper, training=training), hyper, None)
+    return _model(load_source(source, "<string>", model, hyper, training=training, **_DIMS), None)
 
 
-def _model(result, overrides: dict, path) -> Model:
-    """Keywords that are not hyperparameters must be dims of the inputs: they set those dims' default sizes."""
-    from .dsl.compile import set_dim_sizes
-    set_dim_sizes(result, overrides, lambda k, v: f"{k}={v!r}")
+# Keywords that are not hyperparameters must be dims of the inputs: the front end sets those dims' default
+# sizes (integers only: Python callers pass numbers, not the CLI's text).
+_DIMS = {"dim_label": lambda k, v: f"{k}={v!r}", "dims_from_text": False}
+
+
+def _model(result, path) -> Model:
     return Model(result.graph, result.hyper, path)

@@ -398,7 +398,8 @@ class PnetModule(nn.Module):
         for p in graph.params:
             self._param_slots.append(self._add_param(p.name, values[p.name], p.value.type.dtype, p.state))
         # a training-mode graph's `update` results ("state:NAME" outputs): written into their buffers
-        self._updates = [(n, self._param_slots[[p.name for p in graph.params].index(n[len(STATE_OUTPUT_PREFIX):])])
+        slot_of = {p.name: slot for p, slot in zip(graph.params, self._param_slots)}
+        self._updates = [(n, slot_of[n[len(STATE_OUTPUT_PREFIX):]])
                          for n, _ in graph.outputs if n.startswith(STATE_OUTPUT_PREFIX)]
         self._fold_constants()
 

@@ -26,7 +26,7 @@ import torch
 
 from pnet.backends import numpy_ref
 from pnet.backends.torch_backend import to_module
-from pnet.dsl.compile import load_file, set_dim_sizes
+from pnet.dsl.compile import load_file
 from pnet.passes.manager import run_passes
 from pnet.passes.train import STEP_PIPELINE, model_params, step_graph
 
@@ -43,8 +43,7 @@ OPTIMIZERS = {
 
 def load(name: str):
     file, overrides = MODELS[name]
-    r = load_file(EXAMPLES / file, None, overrides)
-    set_dim_sizes(r, overrides, lambda k, v: f"{k}={v}", from_text=True)
+    r = load_file(EXAMPLES / file, None, overrides)   # sizes the dims of `overrides` too
     g = r.graph
     g.outputs = [(n, v) for n, v in g.outputs if n == "loss"]   # the loss alone: both sides compute the same
     return run_passes(g)

@@ -13,7 +13,7 @@ from .suggest import did_you_mean
 
 
 def load_source(source: str, file: str = "<string>", model: str | None = None, overrides: dict | None = None,
-                training: bool = False, dim_label=lambda k, v: f"{k}={v}") -> Elaborated:
+                training: bool = False, dim_label=lambda k, v: f"{k}={v}", dims_from_text: bool = True) -> Elaborated:
     """`training`: elaborate for a training run (the builtin `training` is true; `update` statements become
     "state:NAME" outputs; dropout is active)."""
     loader = Loader()
@@ -36,12 +36,12 @@ def load_source(source: str, file: str = "<string>", model: str | None = None, o
     from ..passes.verify import verify
     verify(result.graph)
     # the overrides that are not hyperparameters size the symbolic dims (`B=8`, or "8" from a `# test:` line)
-    set_dim_sizes(result, dict(overrides or {}), dim_label, from_text=True)
+    set_dim_sizes(result, dict(overrides or {}), dim_label, from_text=dims_from_text)
     return result
 
 
 def load_file(path: str | Path, model: str | None = None, overrides: dict | None = None,
-              training: bool = False, dim_label=lambda k, v: f"{k}={v}") -> Elaborated:
+              training: bool = False, dim_label=lambda k, v: f"{k}={v}", dims_from_text: bool = True) -> Elaborated:
     path = Path(path)
     try:
         source = read_source(path)
@@ -49,7 +49,7 @@ def load_file(path: str | Path, model: str | None = None, overrides: dict | None
         raise PnetError(f"no such file: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise PnetError(f"cannot read {path}: {e}") from None
-    return load_source(source, str(path), model, overrides, training, dim_label)
+    return load_source(source, str(path), model, overrides, training, dim_label, dims_from_text)
 
 
 def set_dim_sizes(result: Elaborated, overrides: dict, label, from_text: bool = False) -> None:

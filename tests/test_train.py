@@ -16,7 +16,7 @@ from conftest import ROOT  # noqa: E402
 
 from pnet.backends import numpy_ref, run as run_backend  # noqa: E402
 from pnet.backends.torch_backend import to_module  # noqa: E402
-from pnet.dsl.compile import load_file, load_source, set_dim_sizes  # noqa: E402
+from pnet.dsl.compile import load_file, load_source  # noqa: E402
 from pnet.errors import PnetError  # noqa: E402
 from pnet.ir.builder import Emitter  # noqa: E402
 from pnet.ir.types import is_float  # noqa: E402
@@ -141,8 +141,7 @@ def _examples_with_loss() -> list[str]:
 
 def _example(name: str):
     overrides = {k: str(v) for k, v in TINY.get(name, {}).items()}
-    r = load_file(ROOT / "examples" / f"{name}.pnet", None, overrides)
-    set_dim_sizes(r, overrides, lambda k, v: f"{k}={v}", from_text=True)
+    r = load_file(ROOT / "examples" / f"{name}.pnet", None, overrides)   # sizes the dims of `overrides` too
     g = run_passes(r.graph)
     if "loss" not in dict(g.outputs):   # (cnn) a loss built in the test: the logits' mean square
         e = Emitter(None)
